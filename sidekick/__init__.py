@@ -1,0 +1,1 @@
+"""Sidekick: a personal co-worker agent with a live browser, run from a Streamlit dashboard."""

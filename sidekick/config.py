@@ -1,0 +1,135 @@
+"""Typed settings, read once from the environment (and, in the dashboard, Streamlit secrets).
+
+Every setting is a field with its environment variable and a description; nodes, tools and the pool
+receive a :class:`Settings` and never read ``os.environ`` themselves. A malformed value raises
+:class:`~sidekick.errors.ConfigError` naming the variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sidekick.errors import ConfigError
+
+DEFAULT_MODEL = "gpt-4.1-mini"
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Browser
+    browser_path: str | None = _setting(
+        "SIDEKICK_BROWSER_PATH", None, "Chromium executable to use instead of discovering one."
+    )
+    headless: bool = _setting("SIDEKICK_HEADLESS", True, "0 shows the browser window (needs a display).")
+    idle_minutes: float = _setting(
+        "SIDEKICK_IDLE_MINUTES", 15.0, "Close a session's browser context after this long without use."
+    )
+    session_grace_seconds: float = _setting(
+        "SIDEKICK_SESSION_GRACE_SECONDS",
+        10.0,
+        "How long the watchdog waits after a dashboard tab disappears before freeing its session.",
+    )
+    # Storage
+    data_dir: Path = _setting(
+        "SIDEKICK_DATA_DIR", Path(".sidekick"), "Conversations (SQLite) and per-session workspaces."
+    )
+    # Models
+    openai_api_key: str | None = _setting("OPENAI_API_KEY", None, "API key for the model server.")
+    openai_base_url: str | None = _setting(
+        "OPENAI_BASE_URL", None, "Any OpenAI-compatible server, e.g. http://localhost:11434/v1 (Ollama)."
+    )
+    model: str = _setting("SIDEKICK_MODEL", DEFAULT_MODEL, "The worker model.")
+    evaluator_model: str | None = _setting(
+        "SIDEKICK_EVALUATOR_MODEL", None, "The evaluator model (default: the worker model)."
+    )
+    model_timeout_seconds: float = _setting(
+        "SIDEKICK_MODEL_TIMEOUT", 60.0, "Timeout of one model request, in seconds."
+    )
+    model_retries: int = _setting("SIDEKICK_MODEL_RETRIES", 2, "Retries of a failed model request.")
+    # Agent budgets
+    max_evaluations: int = _setting(
+        "SIDEKICK_MAX_EVALUATIONS", 3, "Evaluator rounds per turn before a graceful give-up."
+    )
+    recursion_limit: int = _setting("SIDEKICK_RECURSION_LIMIT", 60, "LangGraph steps per turn.")
+    turn_timeout_seconds: float = _setting(
+        "SIDEKICK_TURN_TIMEOUT", 300.0, "Wall-clock budget of one turn, in seconds."
+    )
+    tool_timeout_seconds: float = _setting(
+        "SIDEKICK_TOOL_TIMEOUT", 30.0, "Budget of one tool call, in seconds."
+    )
+    # Optional tools
+    serper_api_key: str | None = _setting("SERPER_API_KEY", None, "Enables web search (serper.dev).")
+    pushover_user: str | None = _setting("PUSHOVER_USER", None, "With PUSHOVER_TOKEN, enables notifications.")
+    pushover_token: str | None = _setting("PUSHOVER_TOKEN", None, "With PUSHOVER_USER, enables notifications.")
+    enable_python: bool = _setting(
+        "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (a separate, limited process)."
+    )
+    vision: bool = _setting("SIDEKICK_VISION", False, "1 sends the latest screenshot to the worker model.")
+
+    @property
+    def evaluator(self) -> str:
+        return self.evaluator_model or self.model
+
+    @classmethod
+    def load(cls, *sources: Mapping[str, Any]) -> Settings:
+        """Build settings from the first source that names each variable (default: the environment)."""
+        if not sources:
+            sources = (os.environ,)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = f.metadata["env"]
+            raw = next((s[env] for s in sources if env in s), None)
+            if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+                continue
+            values[f.name] = _parse(env, raw, f.default)
+        return cls(**values)
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting: the README's configuration table."""
+        return [
+            (f.metadata["env"], "" if f.default is None else str(f.default), f.metadata["doc"])
+            for f in dataclasses.fields(cls)
+        ]
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(env: str, raw: Any, default: Any) -> Any:
+    text = str(raw).strip()
+    if isinstance(default, bool):
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{env} must be 1 or 0 (got {text[:40]!r}).")
+    if isinstance(default, int):
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{env} must be a whole number (got {text[:40]!r}).") from None
+        if value < 0:
+            raise ConfigError(f"{env} must not be negative (got {value}).")
+        return value
+    if isinstance(default, float):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"{env} must be a number (got {text[:40]!r}).") from None
+        if not number > 0 or number == float("inf"):
+            raise ConfigError(f"{env} must be a positive number (got {text[:40]!r}).")
+        return number
+    if isinstance(default, Path):
+        return Path(text).expanduser()
+    return text
