@@ -1,0 +1,487 @@
+"""One Playwright driver and one Chromium per process; a BrowserContext (and page) per session.
+
+:class:`BrowserPool` launches lazily on the loop thread, keeps one spare context warm so a new
+session can browse at once, and relaunches Chromium on next use after a crash. A
+:class:`SessionBrowser` is one session's context: its own cookies and storage, a current page (pages
+a site opens become current), and an idempotent :meth:`SessionBrowser.aclose`. Every await on the
+browser has a timeout; close order is page, context, browser, Playwright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from sidekick.config import Settings
+from sidekick.errors import (
+    BrowserCrashedError,
+    BrowserError,
+    BrowserUnavailableError,
+    NavigationError,
+    SessionClosedError,
+)
+from sidekick.resources import kill_browser_processes
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHROMIUM_FLAGS = (
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+VIEWPORT = {"width": 1280, "height": 800}
+CRASHED = "The browser stopped unexpectedly (crashed or was killed). It restarts on your next action."
+NO_BROWSER = (
+    "No Chromium was found. Run `make run` (it installs one), or install Chromium yourself "
+    "(`python -m playwright install chromium`, or `apt-get install chromium` on Debian/Ubuntu) "
+    "or set SIDEKICK_BROWSER_PATH to a Chromium executable."
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    launch: float = 30.0
+    context: float = 15.0
+    action: float = 15.0
+    navigation: float = 20.0
+    close: float = 5.0
+
+
+@dataclass(frozen=True)
+class Screenshot:
+    png: bytes
+    url: str
+    title: str
+    taken_at: float
+
+
+# -- discovery ---------------------------------------------------------------------------------
+def playwright_chromium() -> str | None:
+    """Playwright's own downloaded Chromium, if `playwright install chromium` ever succeeded."""
+    root = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or str(Path.home() / ".cache" / "ms-playwright")
+    patterns = ("chromium-*/chrome-linux*/chrome", "chromium-*/chrome-mac*/Chromium.app/Contents/MacOS/Chromium",
+                "chromium-*/chrome-win*/chrome.exe")
+    for pattern in patterns:
+        found = sorted(glob.glob(os.path.join(root, pattern)), reverse=True)
+        if found:
+            return found[0]
+    return None
+
+
+def system_chromium() -> str | None:
+    # Debian's /usr/bin/chromium is a shell wrapper; the real binary skips its warning and a fork.
+    for path in ("/usr/lib/chromium/chromium",):
+        if os.access(path, os.X_OK):
+            return path
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def find_browser(settings: Settings) -> str:
+    """SIDEKICK_BROWSER_PATH, else Playwright's Chromium, else a system Chromium."""
+    if settings.browser_path:
+        if not os.access(settings.browser_path, os.X_OK):
+            raise BrowserUnavailableError(
+                f"SIDEKICK_BROWSER_PATH={settings.browser_path} is not an executable file."
+            )
+        return settings.browser_path
+    found = playwright_chromium() or system_chromium()
+    if not found:
+        raise BrowserUnavailableError(NO_BROWSER)
+    return found
+
+
+def launch_args() -> list[str]:
+    args = list(CHROMIUM_FLAGS)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root.
+    return args
+
+
+async def _bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError:
+        raise BrowserError(f"{what} took longer than {seconds:g} s.") from None
+
+
+# -- one session's context ---------------------------------------------------------------------
+class SessionBrowser:
+    """One session's BrowserContext and current page. States: open → closed (final)."""
+
+    def __init__(self, pool: BrowserPool, context: BrowserContext, page: Page, generation: int) -> None:
+        self._pool = pool
+        self._context = context
+        self._page = page
+        self.generation = generation
+        self._closed = False
+        self.created_at = time.monotonic()
+        context.on("page", self._on_page)
+
+    def _on_page(self, page: Page) -> None:
+        # Popups and target=_blank links become the page the agent works on.
+        self._page = page
+
+    @property
+    def context(self) -> BrowserContext:
+        return self._context
+
+    @property
+    def page(self) -> Page:
+        self._check_usable()
+        if self._page.is_closed():
+            live = [p for p in self._context.pages if not p.is_closed()]
+            if live:
+                self._page = live[-1]
+        return self._page
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def alive(self) -> bool:
+        """Open, and on the browser that is running now (not one that crashed)."""
+        return not self._closed and self._pool.is_current(self.generation)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise SessionClosedError("This browser session was reset or ended.")
+        if not self._pool.is_current(self.generation):
+            raise BrowserCrashedError(CRASHED)
+
+    async def call(self, fn: Callable[[Page], Awaitable[T]], *, timeout: float, what: str) -> T:
+        """Run ``fn(page)`` with a timeout, turning Playwright failures into Sidekick errors."""
+        page = self.page
+        try:
+            async with asyncio.timeout(timeout):
+                return await fn(page)
+        except TimeoutError:
+            raise NavigationError(f"{what} did not finish within {timeout:g} s.") from None
+        except PlaywrightTimeoutError:
+            raise NavigationError(f"{what} did not finish within {timeout:g} s.") from None
+        except PlaywrightError as exc:
+            self._check_usable()  # closed or crashed says so plainly
+            if "closed" in str(exc) or page.is_closed():
+                # The driver may report the closed target before the browser's disconnect event.
+                for _ in range(20):
+                    if not self._pool.browser_connected():
+                        raise BrowserCrashedError(CRASHED) from None
+                    await asyncio.sleep(0.05)
+            raise BrowserError(f"{what} failed: {_first_line(exc)}") from None
+
+    async def goto(self, url: str, timeout: float | None = None) -> Screenshot:
+        seconds = timeout or self._pool.timeouts.navigation
+        try:
+            await self.call(
+                lambda p: p.goto(url, wait_until="domcontentloaded", timeout=seconds * 1000),
+                timeout=seconds + 1,
+                what=f"Opening {url}",
+            )
+        except BrowserError as exc:
+            if isinstance(exc, BrowserCrashedError | SessionClosedError):
+                raise
+            raise NavigationError(_explain_navigation(url, str(exc))) from None
+        return await self.screenshot()
+
+    async def screenshot(self) -> Screenshot:
+        timeout = self._pool.timeouts.action
+        png = await self.call(
+            lambda p: p.screenshot(type="png", timeout=timeout * 1000, animations="disabled"),
+            timeout=timeout + 1,
+            what="Taking a screenshot",
+        )
+        page = self.page
+        title = ""
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(2):
+                title = await page.title()
+        return Screenshot(png=png, url=page.url, title=title, taken_at=time.time())
+
+    async def aclose(self) -> None:
+        """Close the pages, then the context. Idempotent; bounded; never raises for a dead browser."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool._forget(self)
+        timeout = self._pool.timeouts.close
+        for page in list(self._context.pages):
+            with contextlib.suppress(PlaywrightError, TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await page.close()
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._context.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _explain_navigation(url: str, detail: str) -> str:
+    for code, meaning in (
+        ("ERR_NAME_NOT_RESOLVED", "the site's name could not be found"),
+        ("ERR_CONNECTION_REFUSED", "the site refused the connection"),
+        ("ERR_INTERNET_DISCONNECTED", "there is no internet connection"),
+        ("ERR_ADDRESS_UNREACHABLE", "the address is unreachable"),
+        ("ERR_CONNECTION_TIMED_OUT", "the connection timed out"),
+        ("ERR_CERT", "the site's certificate is not valid"),
+        ("ERR_BLOCKED_BY_CLIENT", "Sidekick's web policy blocked it"),
+        ("ERR_ABORTED", "the page stopped loading (often a download or a blocked request)"),
+        ("ERR_TOO_MANY_REDIRECTS", "it redirects in a loop"),
+    ):
+        if code in detail:
+            return f"Could not open {url}: {meaning}."
+    return f"Could not open {url}: {detail}"
+
+
+# -- the pool ----------------------------------------------------------------------------------
+ContextHook = Callable[[BrowserContext], Awaitable[None]]
+
+
+class BrowserPool:
+    """The process's Playwright driver and Chromium, launched lazily; contexts handed to sessions.
+
+    All methods must run on the loop thread. States: idle (nothing launched) ⇄ running; closed is
+    final. A crash moves running back to idle (the next use relaunches).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeouts: Timeouts | None = None,
+        warm_spare: bool = True,
+        on_context: ContextHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.timeouts = timeouts or Timeouts()
+        self._warm_spare = warm_spare
+        self._on_context = on_context
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self._spare: SessionBrowser | None = None
+        self._spare_task: asyncio.Task[None] | None = None
+        self._live: set[SessionBrowser] = set()
+        self._closed = False
+        self.launches = 0
+        self.crashes = 0
+        self.executable: str | None = None
+
+    # -- state ---------------------------------------------------------------------------------
+    def is_current(self, generation: int) -> bool:
+        return generation == self._generation and self.browser_connected()
+
+    def browser_connected(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    @property
+    def open_contexts(self) -> int:
+        """Contexts Chromium has open now (sessions' plus the warm spare)."""
+        return len(self._browser.contexts) if self.browser_connected() else 0  # type: ignore[union-attr]
+
+    @property
+    def session_contexts(self) -> int:
+        return sum(1 for s in self._live if s.alive)
+
+    @property
+    def browser_pid(self) -> int | None:
+        proc = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
+        return getattr(proc, "pid", None)
+
+    # -- launching -----------------------------------------------------------------------------
+    async def _ensure_browser(self) -> Browser:
+        if self._closed:
+            raise SessionClosedError("The browser pool is shut down.")
+        if self.browser_connected():
+            return self._browser  # type: ignore[return-value]
+        async with self._lock:
+            if self.browser_connected():
+                return self._browser  # type: ignore[return-value]
+            await self._drop_browser()
+            executable = find_browser(self.settings)
+            for attempt in (1, 2):
+                if self._playwright is None:
+                    self._playwright = await _bounded(
+                        async_playwright().start(), self.timeouts.launch, "Starting Playwright"
+                    )
+                try:
+                    browser = await _bounded(
+                        self._playwright.chromium.launch(
+                            executable_path=executable,
+                            headless=self.settings.headless,
+                            args=launch_args(),
+                            timeout=self.timeouts.launch * 1000,
+                        ),
+                        self.timeouts.launch + 2,
+                        "Launching Chromium",
+                    )
+                    break
+                except (PlaywrightError, BrowserError) as exc:
+                    # The driver itself may have died with the browser: restart it once.
+                    await self._stop_playwright()
+                    if attempt == 2:
+                        raise BrowserUnavailableError(
+                            f"Chromium at {executable} could not be started: {_first_line(exc)}"
+                        ) from None
+            self._generation += 1
+            self.launches += 1
+            self.executable = executable
+            generation = self._generation
+            browser.on("disconnected", lambda _b: self._on_disconnected(generation))
+            self._browser = browser
+            return browser
+
+    def _on_disconnected(self, generation: int) -> None:
+        if generation == self._generation and not self._closed:
+            self.crashes += 1
+            log.warning("Chromium disconnected (generation %s); it relaunches on next use.", generation)
+
+    async def _drop_browser(self) -> None:
+        """Forget a dead browser: its contexts are gone with it."""
+        if self._browser is None:
+            return
+        browser, self._browser = self._browser, None
+        self._spare = None
+        self._live.clear()  # their contexts died with the browser; each session sees `alive` False
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(self.timeouts.close):
+                await browser.close()
+
+    async def _stop_playwright(self) -> None:
+        pw, self._playwright = self._playwright, None
+        if pw is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeouts.close):
+                    await pw.stop()
+
+    async def _new(self) -> SessionBrowser:
+        browser = await self._ensure_browser()
+        generation = self._generation
+        try:
+            context = await _bounded(
+                browser.new_context(viewport=VIEWPORT, accept_downloads=False),  # type: ignore[arg-type]
+                self.timeouts.context,
+                "Opening a browser context",
+            )
+        except PlaywrightError:
+            if not self.browser_connected():
+                raise BrowserCrashedError(CRASHED) from None
+            raise
+        try:
+            if self._on_context is not None:
+                await self._on_context(context)
+            page = await _bounded(context.new_page(), self.timeouts.context, "Opening a page")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeouts.close):
+                    await context.close()
+            raise
+        sb = SessionBrowser(self, context, page, generation)
+        self._live.add(sb)
+        return sb
+
+    async def _refill_spare(self) -> None:
+        try:
+            spare = await self._new()
+        except Exception as exc:  # a spare is an optimisation; the next session just waits
+            log.info("Could not warm a spare context: %s", exc)
+            return
+        if self._closed or self._spare is not None:
+            await spare.aclose()
+        else:
+            self._spare = spare
+
+    def _schedule_spare(self) -> None:
+        if self._warm_spare and not self._closed and (self._spare_task is None or self._spare_task.done()):
+            self._spare_task = asyncio.get_running_loop().create_task(self._refill_spare())
+
+    async def new_session_browser(self) -> SessionBrowser:
+        """A fresh context and page for one session; the warm spare when there is one."""
+        if self._closed:
+            raise SessionClosedError("The browser pool is shut down.")
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.alive:
+            self._schedule_spare()
+            return spare
+        if spare is not None:
+            await spare.aclose()
+        sb = await self._new()
+        self._schedule_spare()
+        return sb
+
+    async def warm(self) -> None:
+        """Launch now and have a spare ready (used at start-up, so the first session is quick)."""
+        if self._spare is None:
+            self._schedule_spare()
+        if self._spare_task is not None:
+            await asyncio.shield(self._spare_task)
+
+    def _forget(self, sb: SessionBrowser) -> None:
+        self._live.discard(sb)
+        if self._spare is sb:
+            self._spare = None
+
+    # -- closing -------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close every context, then Chromium, then the driver. Idempotent and bounded."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._spare_task = self._spare_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([task], timeout=self.timeouts.close)
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await spare.aclose()
+        for sb in list(self._live):
+            await sb.aclose()
+        browser, self._browser = self._browser, None
+        timed_out = False
+        if browser is not None:
+            try:
+                async with asyncio.timeout(self.timeouts.close):
+                    await browser.close()
+            except TimeoutError:
+                timed_out = True
+            except PlaywrightError:
+                pass
+        pw, self._playwright = self._playwright, None
+        if pw is not None:
+            try:
+                async with asyncio.timeout(self.timeouts.close):
+                    await pw.stop()
+            except TimeoutError:
+                timed_out = True
+            except Exception:
+                pass
+        if timed_out:
+            killed = kill_browser_processes()
+            log.warning("Browser close timed out; killed %d leftover processes.", killed)

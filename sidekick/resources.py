@@ -1,0 +1,112 @@
+"""Process and memory accounting, for this process's descendants only.
+
+Other Chromium or Streamlit processes on the machine are never counted or touched: we walk
+``psutil.Process(pid).children(recursive=True)``. Memory is PSS (proportional set size, shared pages
+split fairly between processes), falling back to RSS where PSS cannot be read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psutil
+
+BROWSER_NAMES = ("chromium", "chrome", "headless_shell", "chrome_crashpad")
+DRIVER_NAMES = ("node", "node-mainthread")
+
+
+def _kind(proc: psutil.Process) -> str | None:
+    try:
+        name = proc.name().lower()
+        if any(name.startswith(n) for n in BROWSER_NAMES):
+            return "browser"
+        if name in DRIVER_NAMES or "playwright" in " ".join(proc.cmdline()[:3]):
+            return "driver"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    return None
+
+
+def _memory(proc: psutil.Process) -> int:
+    try:
+        try:
+            return int(proc.memory_full_info().pss)
+        except (psutil.AccessDenied, AttributeError):
+            return int(proc.memory_info().rss)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return 0
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    kind: str  # "browser" or "driver"
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ProcessReport:
+    """Browser and driver processes that descend from one process, with their memory."""
+
+    procs: tuple[Proc, ...]
+
+    @property
+    def browser_pids(self) -> tuple[int, ...]:
+        return tuple(p.pid for p in self.procs if p.kind == "browser")
+
+    @property
+    def driver_pids(self) -> tuple[int, ...]:
+        return tuple(p.pid for p in self.procs if p.kind == "driver")
+
+    @property
+    def processes(self) -> int:
+        return len(self.procs)
+
+    @property
+    def total_mb(self) -> float:
+        return sum(p.bytes for p in self.procs) / 2**20
+
+    def gone_since(self, earlier: ProcessReport) -> ProcessReport:
+        """The processes of ``earlier`` that are no longer here (with their memory then)."""
+        now = {p.pid for p in self.procs}
+        return ProcessReport(tuple(p for p in earlier.procs if p.pid not in now))
+
+
+def browser_processes(pid: int | None = None, *, memory: bool = True) -> ProcessReport:
+    """Chromium and Playwright-driver processes descending from ``pid`` (default: this process)."""
+    try:
+        children = psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    procs = []
+    for child in children:
+        kind = _kind(child)
+        if kind is not None and _alive(child):
+            procs.append(Proc(child.pid, kind, _memory(child) if memory else 0))
+    return ProcessReport(tuple(procs))
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def self_memory_bytes() -> int:
+    """This process's own RSS (the Python server, without its children)."""
+    return int(psutil.Process().memory_info().rss)
+
+
+def kill_browser_processes(pid: int | None = None) -> int:
+    """Last resort when a graceful close timed out: SIGKILL our own browser/driver descendants."""
+    report = browser_processes(pid, memory=False)
+    killed = 0
+    for child_pid in (p.pid for p in report.procs):
+        try:
+            psutil.Process(child_pid).kill()
+            killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return killed

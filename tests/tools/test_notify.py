@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from langchain_core.tools import BaseTool
+
+from sidekick.config import Settings
+from sidekick.errors import ToolError
+from sidekick.tools import notify
+from sidekick.tools.base import ToolContext
+
+USER = "user-secret-abc"
+TOKEN = "token-secret-xyz"
+OK = (200, {"status": 1, "request": "r-1"})
+
+
+# The same fake server as in test_web.py.
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+# A route answers (status, payload); a dict or list payload is sent as JSON, bytes as they are.
+# HANG never answers, until the fixture closes.
+Route = Callable[[Seen], tuple[int, Any]]
+HANG = (0, None)
+
+
+class _Server(ThreadingHTTPServer):
+    fake: FakeHTTP
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        fake = cast(_Server, self.server).fake
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        seen = Seen(
+            method=self.command,
+            path=split.path,
+            query=parse_qs(split.query),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self.rfile.read(length),
+        )
+        fake.seen.append(seen)
+        route = fake.routes.get(split.path)
+        status, payload = route(seen) if route else (404, {"message": "no such route"})
+        if (status, payload) == HANG:
+            fake.release.wait(10)
+            return
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class FakeHTTP:
+    """A local HTTP server with per-test routes that records every request it gets."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.seen: list[Seen] = []
+        self.release = threading.Event()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        # Not daemon threads, so server_close() waits for every handler to finish.
+        self._server.daemon_threads = False
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeHTTP]:
+    server = FakeHTTP()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def tools(fake: FakeHTTP, **settings: Any) -> list[BaseTool]:
+    ctx = ToolContext(settings=Settings(**settings), workspace=Path("."))
+    return notify.build(ctx, pushover_url=f"{fake.url}/1/messages.json")
+
+
+def send(fake: FakeHTTP, **settings: Any) -> BaseTool:
+    [tool] = tools(fake, pushover_user=USER, pushover_token=TOKEN, **settings)
+    return tool
+
+
+def form(seen: Seen) -> dict[str, list[str]]:
+    assert seen.headers["content-type"] == "application/x-www-form-urlencoded"
+    return parse_qs(seen.body.decode())
+
+
+@pytest.mark.parametrize(
+    ("configured", "reason"),
+    [
+        ({}, "set PUSHOVER_USER and PUSHOVER_TOKEN"),
+        ({"pushover_user": USER}, "set PUSHOVER_TOKEN"),
+        ({"pushover_token": TOKEN}, "set PUSHOVER_USER"),
+    ],
+)
+def test_notification_tool_needs_user_and_token(fake: FakeHTTP, configured: dict[str, Any], reason: str) -> None:
+    assert tools(fake, **configured) == []
+    assert notify.availability(Settings(**configured)) == [("send_notification", False, reason)]
+
+
+def test_notification_tool_is_a_side_effect(fake: FakeHTTP) -> None:
+    tool = send(fake)
+    assert tool.name == "send_notification"
+    assert tool.metadata == {"side_effect": True}
+    assert notify.availability(Settings(pushover_user=USER, pushover_token=TOKEN)) == [("send_notification", True, "")]
+
+
+async def test_send_notification_posts_the_form_fields(fake: FakeHTTP) -> None:
+    fake.routes["/1/messages.json"] = lambda seen: OK
+    result = await send(fake).ainvoke({"message": " Done: report saved. ", "title": "Report"})
+    assert result == "Notification sent."
+    [seen] = fake.seen
+    assert seen.method == "POST"
+    assert form(seen) == {
+        "token": [TOKEN],
+        "user": [USER],
+        "message": ["Done: report saved."],
+        "title": ["Report"],
+    }
+
+
+async def test_send_notification_has_a_default_title(fake: FakeHTTP) -> None:
+    fake.routes["/1/messages.json"] = lambda seen: OK
+    await send(fake).ainvoke({"message": "hello"})
+    assert form(fake.seen[0])["title"] == ["Sidekick"]
+
+
+async def test_send_notification_caps_the_message(fake: FakeHTTP) -> None:
+    fake.routes["/1/messages.json"] = lambda seen: OK
+    result = await send(fake).ainvoke({"message": "é" * 2000, "title": "t" * 400})
+    assert result == "Notification sent (message shortened to 1024 characters)."
+    sent = form(fake.seen[0])
+    assert sent["message"] == ["é" * 1023 + "…"]
+    assert sent["title"] == ["t" * notify.TITLE_LIMIT]
+
+
+async def test_send_notification_refuses_an_empty_message(fake: FakeHTTP) -> None:
+    with pytest.raises(ToolError, match="the message is empty"):
+        await send(fake).ainvoke({"message": "   "})
+    assert fake.seen == []
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "expected"),
+    [
+        (
+            400,
+            {"token": "invalid", "errors": ["application token is invalid"], "status": 0},
+            "Notification not sent: Pushover answered 400: application token is invalid "
+            "(check PUSHOVER_USER and PUSHOVER_TOKEN).",
+        ),
+        (
+            400,
+            {"errors": [f"user key {USER} is invalid for token {TOKEN}"], "status": 0},
+            "Notification not sent: Pushover answered 400: user key *** is invalid for token *** "
+            "(check PUSHOVER_USER and PUSHOVER_TOKEN).",
+        ),
+        (500, b"<html>down</html>", "Notification not sent: Pushover answered 500."),
+        (
+            200,
+            {"status": 0, "errors": ["message cannot be blank"]},
+            "Notification not sent: Pushover answered 200: message",
+        ),
+    ],
+)
+async def test_send_notification_failures_are_plain_and_keep_the_keys_secret(
+    fake: FakeHTTP, status: int, payload: Any, expected: str
+) -> None:
+    fake.routes["/1/messages.json"] = lambda seen: (status, payload)
+    with pytest.raises(ToolError) as caught:
+        await send(fake).ainvoke({"message": "hi"})
+    assert str(caught.value).startswith(expected)
+    assert USER not in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+async def test_send_notification_times_out(fake: FakeHTTP) -> None:
+    fake.routes["/1/messages.json"] = lambda seen: HANG
+    with pytest.raises(ToolError, match=r"^Notification not sent: Pushover did not answer within 0\.2 seconds\.$"):
+        await send(fake, tool_timeout_seconds=0.2).ainvoke({"message": "hi"})
