@@ -14,6 +14,7 @@ import contextlib
 import glob
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from sidekick.errors import (
     NavigationError,
     SessionClosedError,
 )
-from sidekick.resources import kill_browser_processes
+from sidekick.resources import browser_main_pids, kill_browser_processes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -203,6 +204,12 @@ class SessionBrowser:
         except BrowserError as exc:
             if isinstance(exc, BrowserCrashedError | SessionClosedError):
                 raise
+            if "net::ERR_" in str(exc):
+                # Chromium commits its error page a moment after a failed load; let it, or it
+                # interrupts the session's next navigation.
+                with contextlib.suppress(PlaywrightError, TimeoutError):
+                    async with asyncio.timeout(2):
+                        await self._page.wait_for_url("chrome-error://**", timeout=1500)
             raise NavigationError(_explain_navigation(url, str(exc))) from None
         return await self.screenshot()
 
@@ -241,20 +248,31 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_NET_ERRORS = {
+    "ERR_NAME_NOT_RESOLVED": "the site's name could not be found",
+    "ERR_CONNECTION_REFUSED": "the site refused the connection",
+    "ERR_INTERNET_DISCONNECTED": "there is no internet connection",
+    "ERR_ADDRESS_UNREACHABLE": "the address is unreachable",
+    "ERR_CONNECTION_TIMED_OUT": "the connection timed out",
+    "ERR_CONNECTION_RESET": "the connection was reset",
+    "ERR_BLOCKED_BY_CLIENT": "Sidekick's web policy blocked it",
+    "ERR_ABORTED": "the page stopped loading (often a download or a blocked request)",
+    "ERR_TOO_MANY_REDIRECTS": "it redirects in a loop",
+    "ERR_UNSAFE_PORT": "browsers refuse that port",
+    "ERR_INVALID_URL": "the address is not valid",
+}
+
+
 def _explain_navigation(url: str, detail: str) -> str:
-    for code, meaning in (
-        ("ERR_NAME_NOT_RESOLVED", "the site's name could not be found"),
-        ("ERR_CONNECTION_REFUSED", "the site refused the connection"),
-        ("ERR_INTERNET_DISCONNECTED", "there is no internet connection"),
-        ("ERR_ADDRESS_UNREACHABLE", "the address is unreachable"),
-        ("ERR_CONNECTION_TIMED_OUT", "the connection timed out"),
-        ("ERR_CERT", "the site's certificate is not valid"),
-        ("ERR_BLOCKED_BY_CLIENT", "Sidekick's web policy blocked it"),
-        ("ERR_ABORTED", "the page stopped loading (often a download or a blocked request)"),
-        ("ERR_TOO_MANY_REDIRECTS", "it redirects in a loop"),
-    ):
-        if code in detail:
-            return f"Could not open {url}: {meaning}."
+    match = re.search(r"net::(ERR_[A-Z_]+)", detail)
+    if match:
+        code = match.group(1)
+        meaning = _NET_ERRORS.get(code) or (
+            "the site's certificate is not valid" if code.startswith("ERR_CERT") else code
+        )
+        return f"Could not open {url}: {meaning}."
+    if "did not finish within" in detail:
+        return f"{url} did not finish loading: {detail.split(': ', 1)[-1]}"
     return f"Could not open {url}: {detail}"
 
 
@@ -292,6 +310,7 @@ class BrowserPool:
         self.launches = 0
         self.crashes = 0
         self.executable: str | None = None
+        self._browser_pid: int | None = None
 
     # -- state ---------------------------------------------------------------------------------
     def is_current(self, generation: int) -> bool:
@@ -311,8 +330,8 @@ class BrowserPool:
 
     @property
     def browser_pid(self) -> int | None:
-        proc = getattr(getattr(self._browser, "_impl_obj", None), "_browser_process", None)
-        return getattr(proc, "pid", None)
+        """The running Chromium's main process id (found by process accounting at launch)."""
+        return self._browser_pid if self.browser_connected() else None
 
     # -- launching -----------------------------------------------------------------------------
     async def _ensure_browser(self) -> Browser:
@@ -325,6 +344,7 @@ class BrowserPool:
                 return self._browser  # type: ignore[return-value]
             await self._drop_browser()
             executable = find_browser(self.settings)
+            mains_before = await asyncio.to_thread(browser_main_pids)
             for attempt in (1, 2):
                 if self._playwright is None:
                     self._playwright = await _bounded(
@@ -352,6 +372,8 @@ class BrowserPool:
             self._generation += 1
             self.launches += 1
             self.executable = executable
+            new_mains = await asyncio.to_thread(browser_main_pids) - mains_before
+            self._browser_pid = min(new_mains) if len(new_mains) == 1 else None
             generation = self._generation
             browser.on("disconnected", lambda _b: self._on_disconnected(generation))
             self._browser = browser

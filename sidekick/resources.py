@@ -87,6 +87,20 @@ def browser_processes(pid: int | None = None, *, memory: bool = True) -> Process
     return ProcessReport(tuple(procs))
 
 
+def browser_main_pids(pid: int | None = None) -> set[int]:
+    """Main Chromium processes (children of a Playwright driver) descending from ``pid``."""
+    report = browser_processes(pid, memory=False)
+    drivers = set(report.driver_pids)
+    mains = set()
+    for child_pid in report.browser_pids:
+        try:
+            if psutil.Process(child_pid).ppid() in drivers:
+                mains.add(child_pid)
+        except psutil.NoSuchProcess:
+            pass
+    return mains
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.status() != psutil.STATUS_ZOMBIE

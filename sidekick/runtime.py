@@ -55,10 +55,7 @@ class LoopThread:
 
     def _main(self, started: concurrent.futures.Future[None]) -> None:
         try:
-            if sys.platform == "win32":  # Playwright starts its driver as a subprocess.
-                loop: asyncio.AbstractEventLoop = asyncio.ProactorEventLoop()
-            else:
-                loop = asyncio.new_event_loop()
+            loop = self._new_loop()
             asyncio.set_event_loop(loop)
         except BaseException as exc:
             started.set_exception(exc)
@@ -87,6 +84,11 @@ class LoopThread:
             for task in tasks:
                 if task.done() and not task.cancelled():
                     task.exception()  # mark retrieved, so asyncio does not log it as never retrieved
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        if sys.platform == "win32":  # Playwright starts its driver as a subprocess.
+            return asyncio.ProactorEventLoop()
+        return asyncio.new_event_loop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel remaining tasks, close the loop and join the thread. Idempotent."""

@@ -71,9 +71,7 @@ class Workspace:
         *parents, name = _parts(path, allow_root=False)
         data = text.encode("utf-8")
         if len(data) > MAX_FILE_BYTES:
-            raise ToolError(
-                f"The content is {len(data)} bytes; files are limited to {MAX_FILE_BYTES} bytes (1 MiB)."
-            )
+            raise ToolError(f"The content is {len(data)} bytes; files are limited to {MAX_FILE_BYTES} bytes (1 MiB).")
         with self._dir(parents, path, create=True) as dfd:
             try:
                 _check_file(os.stat(name, dir_fd=dfd, follow_symlinks=False), path)

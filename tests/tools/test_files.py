@@ -92,9 +92,7 @@ def test_list(ws: Workspace) -> None:
     ws.write("sub/c.txt", "")
     os.mkfifo(ws.root / "pipe")
     (ws.root / "link").symlink_to(ws.root / "b.txt")
-    assert ws.list() == (
-        "b.txt  5 bytes\nlink  (symbolic link, not followed)\npipe  (not a regular file)\nsub/"
-    )
+    assert ws.list() == "b.txt  5 bytes\nlink  (symbolic link, not followed)\npipe  (not a regular file)\nsub/"
     assert ws.list("sub") == "c.txt  0 bytes"
     ws.write("sub/empty/x", "")
     (ws.root / "sub" / "empty" / "x").unlink()
