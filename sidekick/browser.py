@@ -34,6 +34,7 @@ from sidekick.errors import (
     NavigationError,
     SessionClosedError,
 )
+from sidekick.events import Screenshot
 from sidekick.resources import browser_main_pids, kill_browser_processes
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,6 @@ class Timeouts:
     action: float = 15.0
     navigation: float = 20.0
     close: float = 5.0
-
-
-@dataclass(frozen=True)
-class Screenshot:
-    png: bytes
-    url: str
-    title: str
-    taken_at: float
 
 
 # -- discovery ---------------------------------------------------------------------------------
