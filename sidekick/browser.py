@@ -432,7 +432,7 @@ class BrowserPool:
         else:
             self._spare = spare
 
-    def _schedule_spare(self) -> None:
+    def schedule_spare(self) -> None:
         if self._warm_spare and not self._closed and (self._spare_task is None or self._spare_task.done()):
             self._spare_task = asyncio.get_running_loop().create_task(self._refill_spare())
 
@@ -442,18 +442,18 @@ class BrowserPool:
             raise SessionClosedError("The browser pool is shut down.")
         spare, self._spare = self._spare, None
         if spare is not None and spare.alive:
-            self._schedule_spare()
+            self.schedule_spare()
             return spare
         if spare is not None:
             await spare.aclose()
         sb = await self._new()
-        self._schedule_spare()
+        self.schedule_spare()
         return sb
 
     async def warm(self) -> None:
         """Launch now and have a spare ready (used at start-up, so the first session is quick)."""
         if self._spare is None:
-            self._schedule_spare()
+            self.schedule_spare()
         if self._spare_task is not None:
             await asyncio.shield(self._spare_task)
 

@@ -74,6 +74,9 @@ class Settings:
         "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (a separate, limited process)."
     )
     vision: bool = _setting("SIDEKICK_VISION", False, "1 sends the latest screenshot to the worker model.")
+    auto_approve: bool = _setting(
+        "SIDEKICK_AUTO_APPROVE", False, "1 runs side-effecting tools (files, Python, notifications) without asking."
+    )
 
     @property
     def evaluator(self) -> str:

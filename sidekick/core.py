@@ -1,29 +1,50 @@
 """The facade the dashboard and the CLI talk to: one :class:`Sidekick` per process.
 
-It owns the loop thread, the browser pool and the session registry (and, later, the checkpointer),
-acquired in order and released in reverse. Its methods are synchronous and bounded: they submit
-coroutines to the loop thread and wait with a timeout, so a script thread can never hang on a dead
-loop. :func:`get_sidekick` returns the process-wide instance and makes sure it is closed at exit.
+It owns the loop thread and, on it, the conversation store (SQLite checkpointer), the chat models,
+the browser pool and the session registry: acquired in that order under an ``AsyncExitStack`` and
+released in reverse. Its methods are synchronous and bounded: they submit coroutines to the loop
+thread and wait with a timeout, so a script thread can never hang on a dead loop.
+:func:`get_sidekick` returns the process-wide instance and makes sure it is closed at exit.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import re
 import signal
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any, TypeVar
 
-from sidekick.browser import BrowserPool, Screenshot
+from sidekick.agent import Agent, RunHandle
+from sidekick.browser import BrowserPool
 from sidekick.config import Settings
-from sidekick.errors import RuntimeStoppedError
+from sidekick.errors import RuntimeStoppedError, SidekickError
+from sidekick.events import Screenshot
+from sidekick.models import Models, model_configured
 from sidekick.resources import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runtime import LoopThread
-from sidekick.sessions import Freed, SessionRegistry
+from sidekick.sessions import Freed, Session, SessionRegistry
+from sidekick.store import Conversation, Store
+from sidekick.tools.registry import availability
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+THREAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def new_thread_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def valid_thread_id(text: str | None) -> bool:
+    return bool(text) and THREAD_ID.fullmatch(text or "") is not None
 
 
 @dataclass(frozen=True)
@@ -46,8 +67,11 @@ class Sidekick:
         self.settings = settings
         self._is_active = is_active
         self._runtime = LoopThread()
+        self._stack = contextlib.AsyncExitStack()
         self.pool: BrowserPool | None = None
         self.registry: SessionRegistry | None = None
+        self.store: Store | None = None
+        self.models: Models | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -55,44 +79,72 @@ class Sidekick:
     def runtime(self) -> LoopThread:
         return self._runtime
 
-    def start(self, *, warm: bool = True) -> Sidekick:
+    @property
+    def model_ready(self) -> bool:
+        return self.models is not None
+
+    def start(self, *, warm: bool = True, timeout: float = 60.0) -> Sidekick:
         self._runtime.start()
         try:
-            self._runtime.run(self._astart(warm), timeout=60)
+            self._runtime.run(self._astart(warm), timeout=timeout)
         except BaseException:
             self._runtime.stop()
             raise
         return self
 
     async def _astart(self, warm: bool) -> None:
-        self.pool = BrowserPool(self.settings)
-        self.registry = SessionRegistry(
-            self.pool,
-            idle_seconds=self.settings.idle_minutes * 60,
-            grace_seconds=self.settings.session_grace_seconds,
-            is_active=self._is_active,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            store = await Store(self.settings.data_dir / "sidekick.sqlite").open()
+            stack.push_async_callback(store.aclose)
+            models = Models(self.settings) if model_configured(self.settings) else None
+            if models is not None:
+                stack.push_async_callback(models.aclose)
+            pool = BrowserPool(self.settings)
+            stack.push_async_callback(pool.aclose)
+            registry = SessionRegistry(
+                pool,
+                idle_seconds=self.settings.idle_minutes * 60,
+                grace_seconds=self.settings.session_grace_seconds,
+                is_active=self._is_active,
+                agent_factory=self._make_agent,
+            )
+            stack.push_async_callback(registry.aclose)
+            self.store, self.models, self.pool, self.registry = store, models, pool, registry
+            self._stack = stack.pop_all()
         if warm:
             # Launch in the background: the page renders at once and the first session finds a spare.
-            self.pool._schedule_spare()
+            pool.schedule_spare()
 
-    def _parts(self) -> tuple[BrowserPool, SessionRegistry]:
-        if self._closed or self.pool is None or self.registry is None:
+    def _make_agent(self, session: Session) -> Agent:
+        assert self.store is not None
+        workspace = (self.settings.data_dir / "workspaces" / _safe(session.id)).resolve()
+        return Agent(
+            settings=self.settings,
+            models=self.models,
+            store=self.store,
+            workspace=workspace,
+            get_browser=session.browser,
+        )
+
+    def _registry(self) -> SessionRegistry:
+        if self._closed or self.registry is None:
             raise RuntimeStoppedError("Sidekick is shut down; restart the app to continue.")
-        return self.pool, self.registry
+        return self.registry
 
-    # -- what the UI calls -------------------------------------------------------------------------
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        return self._runtime.run(coro, timeout)
+
+    # -- browsing ------------------------------------------------------------------------------
     def open_url(self, session_id: str, url: str, timeout: float = 45.0) -> Screenshot:
-        _, registry = self._parts()
+        registry = self._registry()
 
         async def go() -> Screenshot:
             return await registry.get(session_id).open_url(url)
 
-        return self._runtime.run(go(), timeout)
+        return self._call(go(), timeout)
 
     def reset(self, session_id: str, timeout: float = 30.0) -> Freed:
-        _, registry = self._parts()
-        return self._runtime.run(registry.reset(session_id), timeout)
+        return self._call(self._registry().reset(session_id), timeout)
 
     def end_session(self, session_id: str) -> None:
         """Free a session without waiting (safe on Streamlit's server thread)."""
@@ -100,13 +152,73 @@ class Sidekick:
             return
         self._runtime.submit(self.registry.end(session_id))
 
+    # -- the agent -----------------------------------------------------------------------------
+    def start_run(
+        self, session_id: str, message: str, criteria: str, thread_id: str, timeout: float = 15.0
+    ) -> RunHandle:
+        """Start a turn; its events arrive on the returned handle. Raises SidekickError on bad input."""
+        registry = self._registry()
+        if not valid_thread_id(thread_id):
+            raise SidekickError("That conversation id is not valid; start a new conversation.")
+
+        async def go() -> RunHandle:
+            return await registry.get(session_id).agent.start(message, criteria, thread_id)
+
+        return self._call(go(), timeout)
+
+    def answer_approval(self, session_id: str, thread_id: str, approved: bool, timeout: float = 15.0) -> RunHandle:
+        """Resume a run paused for approval of a side-effecting tool call."""
+        registry = self._registry()
+
+        async def go() -> RunHandle:
+            return await registry.get(session_id).agent.start("", "", thread_id, resume={"approved": approved})
+
+        return self._call(go(), timeout)
+
+    def cancel_run(self, session_id: str, timeout: float = 10.0) -> bool:
+        registry = self._registry()
+
+        async def go() -> bool:
+            return session_id in registry and await registry.get(session_id).agent.cancel()
+
+        return self._call(go(), timeout)
+
+    def history(self, session_id: str, thread_id: str, timeout: float = 15.0) -> list[tuple[str, str]]:
+        registry = self._registry()
+        if not valid_thread_id(thread_id) or self.models is None:
+            return []
+
+        async def go() -> list[tuple[str, str]]:
+            return await registry.get(session_id).agent.history(thread_id)
+
+        return self._call(go(), timeout)
+
+    def conversations(self, limit: int = 50, timeout: float = 10.0) -> list[Conversation]:
+        assert self.store is not None
+        self._registry()
+        return self._call(self.store.list(limit), timeout)
+
+    def conversation_exists(self, thread_id: str, timeout: float = 10.0) -> bool:
+        assert self.store is not None
+        return valid_thread_id(thread_id) and self._call(self.store.exists(thread_id), timeout)
+
+    def delete_conversation(self, thread_id: str, timeout: float = 10.0) -> None:
+        assert self.store is not None
+        if valid_thread_id(thread_id):
+            self._call(self.store.delete(thread_id), timeout)
+
+    def tools(self) -> list[tuple[str, bool, str]]:
+        return availability(self.settings)
+
     def resources(self, timeout: float = 10.0) -> Resources:
-        pool, registry = self._parts()
+        registry = self._registry()
+        pool = self.pool
+        assert pool is not None
 
         async def gather() -> tuple[int, int, int]:
             return len(registry), sum(1 for s in registry.sessions() if s.has_browser), pool.open_contexts
 
-        sessions, with_browser, contexts = self._runtime.run(gather(), timeout)
+        sessions, with_browser, contexts = self._call(gather(), timeout)
         return Resources(
             sessions=sessions,
             sessions_with_browser=with_browser,
@@ -119,34 +231,28 @@ class Sidekick:
 
     # -- shutdown --------------------------------------------------------------------------------
     def close(self, timeout: float = 20.0) -> None:
-        """Close sessions, then the pool, then stop the loop. Idempotent; bounded by ``timeout``."""
+        """Close sessions, the pool, the models and the store, then stop the loop. Idempotent, bounded."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        pool, registry = self.pool, self.registry
         if self._runtime.is_running:
-
-            async def shutdown() -> None:
-                if registry is not None:
-                    await registry.aclose()
-                if pool is not None:
-                    await pool.aclose()
-
             try:
-                self._runtime.run(shutdown(), timeout)
+                self._runtime.run(self._stack.aclose(), timeout)
             except Exception:
                 log.exception("Sidekick did not shut down cleanly")
         self._runtime.stop(timeout=5)
+
+
+def _safe(session_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:64] or "session"
 
 
 _instance: Sidekick | None = None
 _instance_lock = threading.Lock()
 
 
-def get_sidekick(
-    settings: Settings | None = None, *, is_active: Callable[[str], bool] | None = None
-) -> Sidekick:
+def get_sidekick(settings: Settings | None = None, *, is_active: Callable[[str], bool] | None = None) -> Sidekick:
     """The process-wide Sidekick, started on first call and closed at exit (atexit and SIGTERM)."""
     global _instance
     with _instance_lock:
@@ -172,3 +278,5 @@ def _install_exit_handlers(instance: Sidekick) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from sidekick.agent import Agent
 from sidekick.browser import BrowserPool, Screenshot, SessionBrowser
 from sidekick.errors import NavigationError, SessionClosedError
 from sidekick.resources import ProcessReport, browser_processes
@@ -29,6 +30,7 @@ from sidekick.resources import ProcessReport, browser_processes
 log = logging.getLogger(__name__)
 
 Closer = Callable[[], Awaitable[None]]
+AgentFactory = Callable[["Session"], Agent]
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ def normalize_url(text: str) -> str:
 class Session:
     """One user's session: a browser context on demand, plus closers registered by its runs."""
 
-    def __init__(self, session_id: str, pool: BrowserPool) -> None:
+    def __init__(self, session_id: str, pool: BrowserPool, agent_factory: AgentFactory | None = None) -> None:
         self.id = session_id
         self._pool = pool
+        self._agent_factory = agent_factory
+        self._agent: Agent | None = None
         self._browser: SessionBrowser | None = None
         self._browser_lock = asyncio.Lock()
         self._closers: list[Closer] = []
@@ -118,6 +122,22 @@ class Session:
         self.touch()
         return shot
 
+    @property
+    def busy(self) -> bool:
+        """A run is in progress (idle cleanup must wait for it)."""
+        return self._agent is not None and self._agent.running
+
+    @property
+    def agent(self) -> Agent:
+        """This session's agent, built on first use (its tools bound to this session)."""
+        if self.closed:
+            raise SessionClosedError("This session was ended; reload the page to start a new one.")
+        if self._agent is None:
+            if self._agent_factory is None:
+                raise SessionClosedError("This session has no agent.")
+            self._agent = self._agent_factory(self)
+        return self._agent
+
     def add_closer(self, closer: Closer) -> None:
         """Register work to stop when the session is reset or ends (a run, a subscription)."""
         self._closers.append(closer)
@@ -129,6 +149,8 @@ class Session:
         """
         closers, self._closers = self._closers, []
         stopped = 0
+        if self._agent is not None and await self._agent.cancel():
+            stopped += 1
         for closer in reversed(closers):
             try:
                 async with asyncio.timeout(10):
@@ -150,6 +172,8 @@ class Session:
             return
         self.closed = True
         await self.release()
+        if self._agent is not None:
+            await self._agent.aclose()
 
 
 class SessionRegistry:
@@ -163,8 +187,10 @@ class SessionRegistry:
         grace_seconds: float,
         is_active: Callable[[str], bool] | None = None,
         sweep_interval: float | None = None,
+        agent_factory: AgentFactory | None = None,
     ) -> None:
         self._pool = pool
+        self._agent_factory = agent_factory
         self._sessions: dict[str, Session] = {}
         self.idle_seconds = idle_seconds
         self.grace_seconds = grace_seconds
@@ -188,7 +214,7 @@ class SessionRegistry:
             raise SessionClosedError("Sidekick is shutting down.")
         session = self._sessions.get(session_id)
         if session is None:
-            session = self._sessions[session_id] = Session(session_id, self._pool)
+            session = self._sessions[session_id] = Session(session_id, self._pool, self._agent_factory)
             self._ensure_watchdog()
         return session
 
@@ -240,7 +266,7 @@ class SessionRegistry:
                     await self.end(session.id)
                     ended.append(session.id)
                     continue
-            if session.has_browser and now - session.last_active >= self.idle_seconds:
+            if session.has_browser and not session.busy and now - session.last_active >= self.idle_seconds:
                 log.info("Session %s idle; closing its browser context.", session.id)
                 await session.release()
         return ended

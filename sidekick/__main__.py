@@ -1,0 +1,5 @@
+import sys
+
+from sidekick.cli import main
+
+sys.exit(main())

@@ -1,0 +1,342 @@
+"""One session's runs: start, stream events, cancel, one at a time.
+
+:class:`Agent` runs the graph on the loop thread as an asyncio task and puts typed events on a
+thread-safe queue (:class:`RunHandle`) that the dashboard's script thread, or the CLI, drains. Every
+run ends with exactly one outcome event and then ``Finished``, whatever happens: answer, question,
+approval pause, model error, timeout, budget spent or cancellation. After a cancellation or failure,
+tool calls left without a result get one saying so, so the thread stays valid for the next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphRecursionError
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from sidekick import prompts
+from sidekick.browser import SessionBrowser
+from sidekick.config import Settings
+from sidekick.errors import ConfigError, RunInProgressError, SidekickError
+from sidekick.events import (
+    ApprovalNeeded,
+    Cancelled,
+    ErrorEvent,
+    Event,
+    FinalAnswer,
+    Finished,
+    Question,
+    RunStarted,
+    Screenshot,
+)
+from sidekick.graph import GraphDeps, RunStats, build_graph, text_of
+from sidekick.models import Models, explain_model_error
+from sidekick.store import Store
+from sidekick.tools.base import ToolContext
+from sidekick.tools.registry import build_tools
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 20_000
+MAX_CRITERIA_CHARS = 2_000
+INTERRUPTED = "Not run: the turn ended (stopped, failed or timed out) before this tool call finished."
+
+
+@dataclass
+class RunHandle:
+    """A run's events, for a thread outside the loop. ``done`` is set after ``Finished``."""
+
+    run_id: str
+    thread_id: str
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def drain(self, timeout: float = 0.0) -> list[Event]:
+        """Every event queued now; waits up to ``timeout`` for the first one."""
+        out: list[Event] = []
+        try:
+            out.append(self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait())
+            while True:
+                out.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def iter_events(self, poll: float = 0.1) -> Iterator[Event]:
+        """Events as they come, until ``Finished``."""
+        while True:
+            for event in self.drain(timeout=poll):
+                yield event
+                if isinstance(event, Finished):
+                    return
+
+
+def check_message(message: str, criteria: str) -> tuple[str, str]:
+    """Clean a user's message and criteria, or raise a clear error. Nothing is lost: the caller
+    keeps the text, so the person can edit and resend it."""
+    cleaned = _printable(message).strip()
+    if not cleaned:
+        raise SidekickError("Type a message first.")
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        raise SidekickError(
+            f"That message is {len(cleaned):,} characters; the limit is {MAX_MESSAGE_CHARS:,}. "
+            "Shorten it or put the long part in a file."
+        )
+    crit = _printable(criteria).strip() or prompts.DEFAULT_CRITERIA
+    if len(crit) > MAX_CRITERIA_CHARS:
+        raise SidekickError(
+            f"The success criteria are {len(crit):,} characters; keep them under {MAX_CRITERIA_CHARS:,}."
+        )
+    return cleaned, crit
+
+
+def _printable(text: str) -> str:
+    """Drop control characters (keeping newlines and tabs): they confuse models and terminals."""
+    return "".join(c for c in text if c in "\n\t" or (ord(c) >= 32 and c != "\x7f"))
+
+
+class Agent:
+    """Runs the graph for one session. Lives on the loop thread. ``aclose`` is idempotent."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        models: Models | None,
+        store: Store,
+        workspace: Any,
+        get_browser: Callable[[], Awaitable[SessionBrowser]] | None,
+    ) -> None:
+        self.settings = settings
+        self._models = models
+        self._store = store
+        self._workspace = workspace
+        self._get_browser = get_browser
+        self._graph: CompiledStateGraph[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._handle: RunHandle | None = None
+        self._stats = RunStats()
+        self._latest: Screenshot | None = None
+        self.closed = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def latest_screenshot(self) -> Screenshot | None:
+        return self._latest
+
+    def graph(self) -> CompiledStateGraph[Any]:
+        if self._graph is None:
+            if self._models is None:
+                raise ConfigError("No model is configured.")
+            ctx = ToolContext(settings=self.settings, workspace=self._workspace, emit=self._emit)
+            deps = GraphDeps(
+                settings=self.settings,
+                models=self._models,
+                tools=build_tools(ctx, self._get_browser),
+                emit=self._emit,
+                stats=lambda: self._stats,
+                latest_screenshot=lambda: self._latest,
+            )
+            self._graph = build_graph(deps, self._store.checkpointer)
+        return self._graph
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, Screenshot):
+            self._latest = event
+        if self._handle is not None:
+            self._handle.events.put(event)
+
+    # -- runs ------------------------------------------------------------------------------------
+    async def start(
+        self, message: str, criteria: str, thread_id: str, *, resume: dict[str, Any] | None = None
+    ) -> RunHandle:
+        """Start a turn (or resume one paused for approval). Raises if one is already running."""
+        if self.closed:
+            raise SidekickError("This session was reset or ended; start again.")
+        if self.running:
+            raise RunInProgressError("Sidekick is still working on your last message: wait for it, or press Stop.")
+        if resume is None:
+            message, criteria = check_message(message, criteria)
+        handle = RunHandle(run_id=uuid.uuid4().hex[:12], thread_id=thread_id)
+        self._handle = handle
+        self._stats = RunStats()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(handle, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
+        )
+        return handle
+
+    async def cancel(self, timeout: float = 5.0) -> bool:
+        """Stop the running turn; returns whether there was one. Waits for it to wind down."""
+        task = self._task
+        if task is None or task.done():
+            return False
+        task.cancel()
+        await asyncio.wait([task], timeout=timeout)
+        return True
+
+    async def _run(self, handle: RunHandle, message: str, criteria: str, resume: dict[str, Any] | None) -> None:
+        emit = self._emit
+        started = time.monotonic()
+        outcome: Any = "error"
+        config: RunnableConfig = {
+            "configurable": {"thread_id": handle.thread_id},
+            "recursion_limit": self.settings.recursion_limit,
+        }
+        emit(RunStarted(run_id=handle.run_id, thread_id=handle.thread_id, message=message, criteria=criteria))
+        try:
+            graph = self.graph()
+            await self._repair(graph, config, resuming=resume is not None)
+            if resume is None:
+                await self._store.touch(handle.thread_id, message)
+            payload: Any = (
+                Command(resume=resume)
+                if resume is not None
+                else {
+                    "messages": [HumanMessage(message)],
+                    "criteria": criteria,
+                    "feedback": None,
+                    "evaluations": 0,
+                    "outcome": None,
+                }
+            )
+            pending: Any = None
+            async with asyncio.timeout(self.settings.turn_timeout_seconds):
+                async for update in graph.astream(payload, config, stream_mode="updates"):
+                    if "__interrupt__" in update:
+                        pending = update["__interrupt__"]
+            if pending:
+                request = pending[0].value
+                emit(ApprovalNeeded(call_id=request["call_id"], name=request["name"], args=dict(request["args"])))
+                outcome = "approval"
+            else:
+                outcome = await self._conclude(graph, config)
+        except asyncio.CancelledError:
+            emit(Cancelled(reason="Stopped. The conversation is kept; send a new message to go on."))
+            outcome = "cancelled"
+        except TimeoutError:
+            emit(
+                ErrorEvent(
+                    message=f"The task took longer than {self.settings.turn_timeout_seconds:g} s and was stopped. "
+                    "Try a smaller step, or raise SIDEKICK_TURN_TIMEOUT.",
+                    category="timeout",
+                )
+            )
+        except GraphRecursionError:
+            emit(
+                FinalAnswer(
+                    text="I ran out of steps for this turn before finishing "
+                    f"(SIDEKICK_RECURSION_LIMIT={self.settings.recursion_limit}). "
+                    "Ask me to continue, or narrow the task.",
+                    accepted=False,
+                )
+            )
+            outcome = "answer"
+        except ConfigError as exc:
+            emit(ErrorEvent(message=str(exc), category="config"))
+        except SidekickError as exc:
+            emit(ErrorEvent(message=str(exc), category="internal"))
+        except Exception as exc:
+            model_error = explain_model_error(exc, self.settings)
+            if model_error is not None:
+                emit(ErrorEvent(message=str(model_error), category="model"))
+            else:
+                log.exception("Run %s failed", handle.run_id)
+                emit(ErrorEvent(message=f"Something went wrong ({type(exc).__name__}). The session still works; "
+                                "try again.", category="internal"))
+        finally:
+            if outcome in ("cancelled", "error") and self._graph is not None:
+                # Shielded and bounded: a cancelled run still leaves a valid thread behind.
+                with contextlib.suppress(BaseException):
+                    async with asyncio.timeout(5):
+                        await asyncio.shield(self._repair(self._graph, config, resuming=False))
+            emit(
+                Finished(
+                    outcome=outcome,
+                    seconds=time.monotonic() - started,
+                    model_calls=self._stats.model_calls,
+                    tokens=self._stats.tokens,
+                )
+            )
+            handle.done.set()
+
+    async def _conclude(self, graph: CompiledStateGraph[Any], config: RunnableConfig) -> str:
+        state = (await graph.aget_state(config)).values
+        messages: list[BaseMessage] = state.get("messages", [])
+        answer = text_of(messages[-1]).strip() if messages else ""
+        match state.get("outcome"):
+            case "question":
+                if answer.startswith("Question:"):
+                    text = answer.removeprefix("Question:").strip()
+                else:
+                    text = state.get("feedback") or answer
+                self._emit(Question(text=text))
+                return "question"
+            case "accepted":
+                self._emit(FinalAnswer(text=answer, accepted=True))
+            case _:
+                note = (
+                    f"\n\n_This answer did not pass review after {state.get('evaluations', 0)} round(s). "
+                    f"Reviewer's last feedback: {state.get('feedback') or 'none'}_"
+                )
+                self._emit(FinalAnswer(text=answer + note, accepted=False))
+        return "answer"
+
+    async def _repair(self, graph: CompiledStateGraph[Any], config: RunnableConfig, *, resuming: bool) -> None:
+        """Give every unanswered tool call a result, so the thread is valid for the model again."""
+        if resuming:
+            return
+        snapshot = await graph.aget_state(config)
+        messages: list[BaseMessage] = snapshot.values.get("messages", []) if snapshot.values else []
+        answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+        for message in reversed(messages):
+            if isinstance(message, AIMessage) and message.tool_calls:
+                missing = [
+                    ToolMessage(content=INTERRUPTED, tool_call_id=str(c["id"]), name=c["name"])
+                    for c in message.tool_calls
+                    if c["id"] not in answered
+                ]
+                if missing:
+                    await graph.aupdate_state(config, {"messages": missing}, as_node="tools")
+                return
+            if isinstance(message, HumanMessage):
+                return
+
+    # -- history ---------------------------------------------------------------------------------
+    async def history(self, thread_id: str) -> list[tuple[str, str]]:
+        """The conversation as (role, text): each user message and the turn's final reply."""
+        snapshot = await self.graph().aget_state({"configurable": {"thread_id": thread_id}})
+        messages: list[BaseMessage] = snapshot.values.get("messages", []) if snapshot.values else []
+        out: list[tuple[str, str]] = []
+        reply: str | None = None
+        for m in messages:
+            if isinstance(m, HumanMessage):
+                if reply:
+                    out.append(("assistant", reply))
+                reply = None
+                out.append(("user", text_of(m)))
+            elif isinstance(m, AIMessage) and not m.tool_calls and text_of(m).strip():
+                reply = text_of(m).strip()
+        if reply:
+            out.append(("assistant", reply))
+        return out
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self.cancel()

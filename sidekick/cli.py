@@ -1,0 +1,170 @@
+"""``python -m sidekick``: the same sessions, agent and events as the dashboard, in a terminal.
+
+    python -m sidekick ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
+    python -m sidekick conversations [--json]
+
+Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from sidekick.agent import RunHandle
+from sidekick.config import Settings
+from sidekick.core import Sidekick, new_thread_id, valid_thread_id
+from sidekick.errors import ConfigError, SidekickError
+from sidekick.events import (
+    ApprovalNeeded,
+    Blocked,
+    Cancelled,
+    ErrorEvent,
+    Event,
+    FinalAnswer,
+    Finished,
+    Question,
+    RunStarted,
+    Screenshot,
+    ToolCall,
+    ToolResult,
+    Verdict,
+)
+from sidekick.models import NO_MODEL, model_configured
+from sidekick.prompts import DEFAULT_CRITERIA
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sidekick", description="Sidekick, your co-worker with a browser.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="Give Sidekick a task and print what it does.")
+    ask.add_argument("message")
+    ask.add_argument("--criteria", default=DEFAULT_CRITERIA, help="Success criteria the answer must meet.")
+    ask.add_argument("--thread", help="Continue this conversation (id printed by earlier runs).")
+    ask.add_argument("--json", action="store_true", help="One JSON object per event, per line.")
+    ask.add_argument("--screenshots", type=Path, help="Save every screenshot into this folder.")
+    ask.add_argument("--yes", action="store_true", help="Approve every side-effecting tool call.")
+    conv = sub.add_parser("conversations", help="List past conversations.")
+    conv.add_argument("--json", action="store_true")
+    return p
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.load()
+    except ConfigError as exc:
+        return fail(str(exc))
+    if args.command == "ask":
+        if not model_configured(settings):
+            return fail(NO_MODEL)
+        if args.thread is not None and not valid_thread_id(args.thread):
+            return fail("--thread takes the id of a conversation: letters, digits, '-' and '_' only.")
+    try:
+        core = Sidekick(settings).start(warm=False)
+    except SidekickError as exc:
+        return fail(str(exc))
+    try:
+        if args.command == "conversations":
+            return list_conversations(core, as_json=args.json)
+        return ask(core, args)
+    finally:
+        core.close()
+
+
+def list_conversations(core: Sidekick, *, as_json: bool) -> int:
+    for c in core.conversations():
+        if as_json:
+            print(json.dumps({"thread_id": c.thread_id, "title": c.title, "updated": c.updated}))
+        else:
+            print(f"{c.thread_id}  {c.title}")
+    return 0
+
+
+def ask(core: Sidekick, args: argparse.Namespace) -> int:
+    session = "cli"
+    thread = args.thread or new_thread_id()
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    try:
+        handle: RunHandle | None = core.start_run(session, args.message, args.criteria, thread)
+    except SidekickError as exc:
+        return fail(str(exc))
+    outcome = "error"
+    shots = 0
+    try:
+        while handle is not None:
+            current, handle = handle, None
+            for event in current.iter_events():
+                if isinstance(event, Screenshot) and args.screenshots:
+                    shots += 1
+                    (args.screenshots / f"{shots:03d}.png").write_bytes(event.png)
+                show(event, sys.stdout, as_json=args.json)
+                if isinstance(event, ApprovalNeeded):
+                    approved = decide(event, auto=args.yes)
+                    handle = core.answer_approval(session, thread, approved)
+                if isinstance(event, Finished):
+                    outcome = event.outcome
+    except KeyboardInterrupt:
+        core.cancel_run(session)
+        print("Stopped.", file=sys.stderr)
+        return 130
+    if not args.json:
+        print(f"\n(conversation {thread}; continue with --thread {thread})")
+    return 0 if outcome in ("answer", "question") else 1
+
+
+def decide(event: ApprovalNeeded, *, auto: bool) -> bool:
+    if auto:
+        return True
+    if not sys.stdin.isatty():
+        print("Denied (no terminal to ask; use --yes to approve).", file=sys.stderr)
+        return False
+    reply = input(f"Allow {event.name}({json.dumps(event.args)[:200]})? [y/N] ")
+    return reply.strip().lower() in ("y", "yes")
+
+
+def show(event: Event, out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
+        out.flush()
+        return
+    line: str | None = None
+    match event:
+        case RunStarted():
+            line = f"▶ {event.message[:100]}"
+        case ToolCall():
+            line = f"  → {event.name}({json.dumps(event.args, ensure_ascii=False)[:120]})"
+        case ToolResult():
+            first = event.output.strip().splitlines()[0][:120] if event.output.strip() else ""
+            line = f"    {'✓' if event.ok else '✗'} {first}"
+        case Screenshot():
+            line = f"    [screenshot] {event.title or '(untitled)'} — {event.url}"
+        case Blocked():
+            line = f"    ⛔ blocked {event.url[:100]}: {event.reason}"
+        case Verdict():
+            marks = ", ".join(f"{'✓' if c.met else '✗'} {c.criterion}" for c in event.checks)
+            line = f"  review {event.round}: {marks}" + ("" if event.success else f" — {event.feedback}")
+        case ApprovalNeeded():
+            line = f"  ? approval needed for {event.name}"
+        case FinalAnswer():
+            line = f"\n{event.text}"
+        case Question():
+            line = f"\nQuestion: {event.text}"
+        case ErrorEvent():
+            print(f"error: {event.message}", file=sys.stderr)
+        case Cancelled():
+            line = event.reason
+        case Finished():
+            line = f"\n({event.seconds:.1f} s, {event.model_calls} model calls, {event.tokens} tokens)"
+    if line is not None:
+        out.write(line + "\n")
+        out.flush()

@@ -1,0 +1,283 @@
+"""The LangGraph worker → tools → evaluator graph.
+
+    START → worker ─┬─(tool calls)──→ tools → worker
+                    ├─(a question)──→ END
+                    └─(an answer)───→ evaluator ─┬─(accepted / needs the user / budget spent)→ END
+                                                 └─(feedback)→ worker
+
+Improvements on the classic Sidekick: the evaluator sees the turn's evidence (tool calls and their
+truncated results), returns one check per success criterion, and its feedback lives in its own state
+field; tool failures are results the model reads, never crashes; side-effecting tools pause for the
+user's approval (a LangGraph ``interrupt``); every loop is bounded by ``max_evaluations`` here and
+by ``recursion_limit`` and the turn timeout in the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
+from pydantic import BaseModel, Field, ValidationError
+
+from sidekick import prompts
+from sidekick.config import Settings
+from sidekick.errors import SidekickError
+from sidekick.events import CriterionCheck, Event, Screenshot, ToolCall, ToolResult, Verdict
+from sidekick.models import Models
+from sidekick.state import State
+
+EVIDENCE_CHARS = 600  # of each tool result, for the evaluator
+EVIDENCE_TOTAL = 12_000
+
+
+class CheckModel(BaseModel):
+    criterion: str = Field(description="The criterion, as numbered in the request.")
+    met: bool = Field(description="Whether the answer meets it.")
+    evidence: str = Field(description="Short evidence from the tool results or the answer.")
+
+
+class EvaluationModel(BaseModel):
+    checks: list[CheckModel] = Field(description="Exactly one check per numbered criterion, in order.")
+    success_criteria_met: bool = Field(description="True only if every criterion is met.")
+    user_input_needed: bool = Field(description="True if the assistant needs the user to answer or clarify.")
+    feedback: str = Field(description="What the assistant should fix, or why it was accepted.")
+
+
+@dataclass
+class RunStats:
+    model_calls: int = 0
+    tokens: int = 0
+
+    def add(self, message: BaseMessage | None) -> None:
+        self.model_calls += 1
+        usage = getattr(message, "usage_metadata", None) or {}
+        self.tokens += int(usage.get("total_tokens", 0))
+
+
+@dataclass
+class GraphDeps:
+    """What the nodes need from the session running them."""
+
+    settings: Settings
+    models: Models
+    tools: Sequence[BaseTool]
+    emit: Callable[[Event], None]
+    stats: Callable[[], RunStats]
+    latest_screenshot: Callable[[], Screenshot | None]
+
+
+def is_side_effect(tool: BaseTool) -> bool:
+    return bool((tool.metadata or {}).get("side_effect"))
+
+
+def text_of(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+
+
+def is_question(message: BaseMessage) -> bool:
+    return isinstance(message, AIMessage) and not message.tool_calls and text_of(message).lstrip().startswith(
+        "Question:"
+    )
+
+
+def turn_messages(messages: Sequence[AnyMessage]) -> tuple[str, list[AnyMessage]]:
+    """The latest user request and every message after it."""
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return text_of(messages[i]), list(messages[i + 1 :])
+    return "", list(messages)
+
+
+def render_evidence(messages: Sequence[AnyMessage]) -> str:
+    lines: list[str] = []
+    for m in messages:
+        if isinstance(m, AIMessage):
+            for call in m.tool_calls:
+                lines.append(f"- called {call['name']}({json.dumps(call['args'], ensure_ascii=False)[:300]})")
+        elif isinstance(m, ToolMessage):
+            result = text_of(m).replace("\n", " ")
+            if len(result) > EVIDENCE_CHARS:
+                result = result[:EVIDENCE_CHARS] + " […]"
+            lines.append(f"  → {result}")
+    text = "\n".join(lines) or "(no tools were used)"
+    return text[-EVIDENCE_TOTAL:]
+
+
+def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) -> CompiledStateGraph[Any]:
+    settings = deps.settings
+    by_name = {t.name: t for t in deps.tools}
+    worker_llm = deps.models.worker.bind_tools(list(deps.tools)) if deps.tools else deps.models.worker
+    evaluator_llm = deps.models.evaluator.with_structured_output(EvaluationModel, include_raw=True)
+
+    async def worker(state: State) -> dict[str, Any]:
+        criteria = prompts.numbered(prompts.split_criteria(state["criteria"]))
+        now = datetime.now().astimezone().strftime("%A %d %B %Y, %H:%M %Z")
+        messages: list[BaseMessage] = [SystemMessage(prompts.WORKER.format(now=now, criteria=criteria))]
+        messages.extend(state["messages"])
+        if state.get("feedback"):
+            messages.append(SystemMessage(prompts.WORKER_FEEDBACK.format(feedback=state["feedback"])))
+        shot = deps.latest_screenshot() if settings.vision else None
+        if shot is not None:
+            # Only the newest screenshot is sent, and never stored: the context holds one image at most.
+            data = base64.b64encode(shot.png).decode()
+            messages.append(
+                HumanMessage(
+                    content=[
+                        {"type": "text", "text": f"The browser now shows {shot.title} — {shot.url}:"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+                    ]
+                )
+            )
+        response = await worker_llm.ainvoke(messages)
+        deps.stats().add(response)
+        update: dict[str, Any] = {"messages": [response]}
+        if is_question(response):
+            update["outcome"] = "question"
+        return update
+
+    def after_worker(state: State) -> Literal["tools", "evaluator", "__end__"]:
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls:
+            return "tools"
+        if state.get("outcome") == "question":
+            return "__end__"
+        return "evaluator"
+
+    async def tools(state: State) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        calls = last.tool_calls
+        # Approvals first: the node re-runs from the top on resume, so nothing may run before them.
+        approved: dict[str, bool] = {}
+        if not settings.auto_approve:
+            for call in calls:
+                tool = by_name.get(call["name"])
+                if tool is not None and is_side_effect(tool):
+                    answer = interrupt({"call_id": call["id"], "name": call["name"], "args": call["args"]})
+                    ok = answer.get("approved") if isinstance(answer, dict) else answer
+                    approved[str(call["id"])] = bool(ok)
+        results: list[ToolMessage] = []
+        for call in calls:
+            call_id = str(call["id"])
+            deps.emit(ToolCall(call_id=call_id, name=call["name"], args=dict(call["args"])))
+            started = time.monotonic()
+            output, ok = await run_tool(by_name.get(call["name"]), call, approved.get(call_id), settings, by_name)
+            deps.emit(
+                ToolResult(
+                    call_id=call_id,
+                    name=call["name"],
+                    output=output[:2000],
+                    ok=ok,
+                    seconds=time.monotonic() - started,
+                )
+            )
+            results.append(ToolMessage(content=output, tool_call_id=call_id, name=call["name"]))
+        return {"messages": results}
+
+    async def evaluator(state: State) -> dict[str, Any]:
+        request, turn = turn_messages(state["messages"])
+        answer = text_of(state["messages"][-1])
+        criteria = prompts.split_criteria(state["criteria"])
+        previous = f"\nEarlier feedback this turn: {state['feedback']}\n" if state.get("feedback") else ""
+        result = await evaluator_llm.ainvoke(
+            [
+                SystemMessage(prompts.EVALUATOR),
+                HumanMessage(
+                    prompts.EVALUATOR_INPUT.format(
+                        request=request,
+                        criteria=prompts.numbered(criteria),
+                        evidence=render_evidence(turn[:-1]),
+                        answer=answer or "(empty)",
+                        previous=previous,
+                    )
+                ),
+            ]
+        )
+        deps.stats().add(result.get("raw"))
+        parsed: EvaluationModel | None = result.get("parsed")
+        round_ = state.get("evaluations", 0) + 1
+        if parsed is None:
+            checks = tuple(CriterionCheck(c, False, "The reviewer's reply could not be read.") for c in criteria)
+            needs_user, feedback = False, "The review failed; answer again, plainly and completely."
+        else:
+            checks = align_checks(criteria, parsed.checks)
+            needs_user, feedback = parsed.user_input_needed, parsed.feedback
+        success = all(c.met for c in checks) and not needs_user
+        deps.emit(Verdict(round=round_, checks=checks, success=success, needs_user_input=needs_user, feedback=feedback))
+        outcome = (
+            "accepted"
+            if success
+            else "question"
+            if needs_user
+            else "gave_up"
+            if round_ >= settings.max_evaluations
+            else None
+        )
+        return {"evaluations": round_, "feedback": None if success else feedback, "outcome": outcome}
+
+    def after_evaluator(state: State) -> Literal["worker", "__end__"]:
+        return "__end__" if state.get("outcome") else "worker"
+
+    graph = StateGraph(State)
+    graph.add_node("worker", worker)
+    graph.add_node("tools", tools)
+    graph.add_node("evaluator", evaluator)
+    graph.add_edge(START, "worker")
+    graph.add_conditional_edges("worker", after_worker, ["tools", "evaluator", END])
+    graph.add_edge("tools", "worker")
+    graph.add_conditional_edges("evaluator", after_evaluator, ["worker", END])
+    return graph.compile(checkpointer=checkpointer, name="sidekick")
+
+
+def align_checks(criteria: list[str], checks: Sequence[CheckModel]) -> tuple[CriterionCheck, ...]:
+    """One check per criterion, in order; a criterion the reviewer skipped counts as not met."""
+    out = []
+    for i, criterion in enumerate(criteria):
+        if i < len(checks):
+            out.append(CriterionCheck(criterion, bool(checks[i].met), checks[i].evidence.strip()))
+        else:
+            out.append(CriterionCheck(criterion, False, "The reviewer did not assess this criterion."))
+    return tuple(out)
+
+
+async def run_tool(
+    tool: BaseTool | None,
+    call: Any,
+    approved: bool | None,
+    settings: Settings,
+    by_name: dict[str, BaseTool],
+) -> tuple[str, bool]:
+    """Run one tool call; every failure becomes text the model can read."""
+    name = call["name"]
+    if tool is None:
+        return f"Error: there is no tool named {name!r}. Available tools: {', '.join(sorted(by_name))}.", False
+    if approved is False:
+        return "The user denied this action, so it was not performed. Do not try it again this turn.", False
+    budget = settings.tool_timeout_seconds
+    try:
+        async with asyncio.timeout(budget + 5):  # tools bound their own work; this is the backstop
+            output = await tool.ainvoke(call["args"])
+        return str(output), True
+    except SidekickError as exc:
+        return f"Error: {exc}", False
+    except TimeoutError:
+        return f"Error: {name} did not finish within {budget:g} s and was stopped.", False
+    except ValidationError as exc:
+        return f"Error: invalid arguments for {name}: {exc.errors()[0].get('msg', exc)}", False
+    except Exception as exc:
+        return f"Error: {name} failed unexpectedly ({type(exc).__name__}: {str(exc)[:300]})", False

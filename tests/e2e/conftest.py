@@ -1,0 +1,99 @@
+"""Fixtures for the end-to-end tests: the user's browser, a shared dashboard, and tabs on it.
+
+Two Chromiums are involved. The *user's* one belongs to the test process (``user_browser``); the
+*server's* one belongs to the dashboard subprocess, and only its processes are ever counted
+(``DashboardServer.browser_processes`` walks the server's descendants).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+
+from tests.e2e.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DashboardServer,
+    open_app,
+    save_artifact,
+    sidekick_server,
+    stable_process_count,
+    wait_until,
+)
+
+# A loaded 2-core machine runs two Chromiums and a Streamlit server here: be patient, never sleep.
+expect.set_options(timeout=30_000)
+
+
+@pytest.fixture(scope="session")
+async def user_playwright() -> AsyncIterator[Playwright]:
+    pw = await async_playwright().start()
+    try:
+        yield pw
+    finally:
+        await pw.stop()
+
+
+@pytest.fixture(scope="session")
+async def user_browser(user_playwright: Playwright) -> AsyncIterator[Browser]:
+    """The person at the keyboard: a Chromium of the test process, separate from the server's."""
+    browser = await user_playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        await browser.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer]:
+    """One dashboard per module: session grace 1 s, a temporary data folder, no API key."""
+    with sidekick_server(tmp_path_factory.mktemp("dashboard")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def baseline(dashboard: DashboardServer, user_browser: Browser) -> int:
+    """The server's browser process count with no session browsing: Chromium plus the warm spare.
+
+    The core starts on the first page view and warms its spare in the background, so open a tab and
+    wait until the count stops growing. That tab never browses, so it holds no context of its own.
+    """
+    page = await open_app(user_browser, dashboard.url)
+    try:
+        return await stable_process_count(dashboard)
+    finally:
+        await page.close()
+
+
+class Tabs:
+    """Tabs of one user (one browser context) on the dashboard."""
+
+    def __init__(self, context: BrowserContext, url: str) -> None:
+        self.context = context
+        self.url = url
+
+    async def open(self) -> Page:
+        return await open_app(self.context, self.url)
+
+
+@pytest.fixture
+async def tabs(
+    dashboard: DashboardServer, baseline: int, user_browser: Browser, request: pytest.FixtureRequest
+) -> AsyncIterator[Tabs]:
+    """Starts once earlier tests' sessions are freed; saves and closes whatever tabs are left."""
+    await wait_until(
+        lambda: dashboard.process_count() <= baseline, timeout=30, what=f"server back to {baseline} processes"
+    )
+    context = await user_browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    try:
+        yield Tabs(context, dashboard.url)
+    finally:
+        for i, page in enumerate(p for p in context.pages if not p.is_closed()):
+            try:
+                await save_artifact(page, f"{request.node.name}-last-{i}")
+            except Exception as exc:  # an artifact must never hide the test's own result
+                print(f"could not save an artifact of {page.url}: {exc}")
+        await context.close()

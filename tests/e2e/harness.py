@@ -1,0 +1,334 @@
+"""Drive the real dashboard: a `streamlit run` server in a subprocess, and a browser page waiting on it.
+
+    with sidekick_server(tmp_path) as server:
+        page = await open_app(browser, server.url)
+        await open_address(page, "http://127.0.0.1:PORT/")  # type, click "Open", wait for the run
+        server.browser_processes()                          # the server's Chromium and driver only
+
+When is the page idle? Streamlit 1.67 puts two attributes on its root element:
+``data-test-connection-state`` (``CONNECTED`` once the websocket is up) and
+``data-test-script-state`` (``initial``, ``running``, ``notRunning``). Idle alone cannot tell "my run
+has finished" from "my run has not started yet", so every page opened here counts the runs that
+finished (an init script watches that attribute) and :func:`rerun` waits for the count to move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import psutil
+from playwright.async_api import Browser, BrowserContext, Page
+
+from sidekick.resources import ProcessReport, browser_processes
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/lib/chromium/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
+
+APP = "[data-testid='stApp']"
+IDLE = f"{APP}[data-test-connection-state='CONNECTED'][data-test-script-state='notRunning']"
+IMAGE = "[data-testid='stImage'] img"
+ERROR = "[data-testid='stAlertContentError']"
+TOAST = "[data-testid='stToast']"
+EXCEPTION = "[data-testid='stException']"
+
+_RUN_COUNTER = """
+window.__finishedRuns = 0;
+new MutationObserver((records) => {
+  for (const r of records) if (r.oldValue === 'running') window.__finishedRuns++;
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+_FINISHED_SINCE = f"""(before) => window.__finishedRuns > before && document.querySelector("{IDLE}") !== null"""
+
+
+# -- the server ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_alive(proc: psutil.Process) -> bool:
+    """Still running, and the same process (``is_running`` compares creation times, so PID reuse is safe)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+class DashboardServer:
+    """``streamlit run streamlit_app.py`` on a free 127.0.0.1 port. States: new → running → stopped.
+
+    ``env`` overrides the inherited environment; a ``None`` value removes the variable. The server's
+    output goes to ``workdir/server.log`` (a file, so a chatty server can never block on a full pipe).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        args: Sequence[str] = (),
+        app: str = "streamlit_app.py",
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.env = dict(env or {})
+        self.args = list(args)
+        self.app = app
+        self.startup_timeout = startup_timeout
+        self.port: int | None = None
+        self.killed = False  # stop() had to SIGKILL the server
+        self.leftovers: list[int] = []  # descendants that outlived the server and were killed by close()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._descendants: list[psutil.Process] = []
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None, "the server was not started"
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the server was not started"
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def browser_processes(self, *, memory: bool = False) -> ProcessReport:
+        """Chromium and Playwright-driver processes descending from the server (never anyone else's)."""
+        return browser_processes(self.pid, memory=memory)
+
+    def process_count(self) -> int:
+        return self.browser_processes().processes
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> DashboardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, attempts: int = 3) -> DashboardServer:
+        assert self._proc is None, "a DashboardServer starts once"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        for key, value in self.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        for attempt in range(1, attempts + 1):
+            self.port = free_port()
+            self._log = open(self.log_path, "ab")  # closed by close()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", self.app,
+                 "--server.headless", "true", "--server.port", str(self.port),
+                 "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                 "--server.fileWatcherType", "none", *self.args],
+                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                self._wait_healthy()
+                return self
+            except _PortTaken:
+                # Another process took the free port between our probe and the server's bind.
+                self.close()
+                self._proc, self.killed = None, False
+                if attempt == attempts:
+                    raise RuntimeError(f"No free port after {attempts} attempts.\n{self.output()}") from None
+            except BaseException:
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _wait_healthy(self) -> None:
+        assert self._proc is not None
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
+        health = f"{self.url}_stcore/health"
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                out = self.output()
+                if re.search(r"already in use|address in use", out, re.IGNORECASE):
+                    raise _PortTaken
+                raise RuntimeError(f"The dashboard exited with code {self._proc.returncode} on start:\n{out}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with opener.open(health, timeout=2) as reply:
+                    if reply.read().decode().strip() == "ok":
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"The dashboard was not healthy within {self.startup_timeout:g} s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send ``sig``, wait for the server to exit, SIGKILL it only if it does not. Returns its exit code.
+
+        It remembers the server's descendants first, so :meth:`close` can reap any it left behind.
+        """
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("the server was not started")
+        if proc.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self._descendants = psutil.Process(proc.pid).children(recursive=True)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop the server and reap what it left: descendants still alive ``grace`` s later are killed."""
+        if self._proc is not None:
+            self.stop()
+            deadline = time.monotonic() + grace
+            while any(is_alive(p) for p in self._descendants) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for proc in self._descendants:
+                if is_alive(proc):  # ours: they descend from the server this harness started
+                    self.leftovers.append(proc.pid)
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+            self._descendants = []
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
+    """The dashboard as the e2e tests want it: fast session release, a private data folder, no model.
+
+    An empty secrets file stands in for `.streamlit/secrets.toml`, so a developer's real API key
+    never reaches these tests (Streamlit copies root-level secrets into the environment).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    secrets = workdir / "secrets.toml"
+    secrets.write_text("")
+    overrides: dict[str, str | None] = {
+        "SIDEKICK_SESSION_GRACE_SECONDS": "1",
+        "SIDEKICK_DATA_DIR": str(workdir / "data"),
+        "OPENAI_API_KEY": None,
+        **env,
+    }
+    return DashboardServer(workdir, env=overrides, args=["--secrets.files", str(secrets)])
+
+
+# -- waiting -----------------------------------------------------------------------------------
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 15.0, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll ``predicate`` (sync or async) until it returns something truthy, and return that.
+
+    Raises ``TimeoutError`` naming ``what`` and the last value when ``timeout`` passes first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what or 'condition'} not reached within {timeout:g} s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def stable_process_count(server: DashboardServer, settle: float = 2.0, timeout: float = 60.0) -> int:
+    """The server's browser process count once it is above zero and has not changed for ``settle`` s."""
+    deadline = time.monotonic() + timeout
+    count, since = server.process_count(), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = server.process_count()
+        if now != count:
+            count, since = now, time.monotonic()
+        elif count > 0 and time.monotonic() - since >= settle:
+            return count
+    raise TimeoutError(f"the server's browser processes did not settle within {timeout:g} s (last: {count})")
+
+
+async def wait_idle(page: Page, timeout: float = 60.0) -> None:
+    """Connected, and no script run in progress."""
+    await page.wait_for_selector(IDLE, state="attached", timeout=timeout * 1000)
+
+
+async def rerun(page: Page, action: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> None:
+    """Do ``action`` (a click, a submit) and wait until the script run it started has finished."""
+    before = await page.evaluate("window.__finishedRuns")
+    await action()
+    await page.wait_for_function(_FINISHED_SINCE, arg=before, timeout=timeout * 1000)
+
+
+async def open_app(browser: Browser | BrowserContext, url: str, timeout: float = 60.0) -> Page:
+    """A new tab on the dashboard, returned once its first script run has finished."""
+    page = await browser.new_page()
+    try:
+        await page.add_init_script(_RUN_COUNTER)
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
+        await page.wait_for_function(_FINISHED_SINCE, arg=0, timeout=timeout * 1000)
+    except BaseException:
+        await page.close()
+        raise
+    return page
+
+
+async def open_address(page: Page, text: str) -> None:
+    """Type ``text`` into "Web address", click "Open", and wait for that run to finish."""
+    await page.get_by_label("Web address").fill(text)
+    await rerun(page, page.get_by_role("button", name="Open", exact=True).click)
+
+
+async def metric(page: Page, label: str) -> str:
+    """The value an ``st.metric`` shows under ``label``."""
+    box = page.locator("[data-testid='stMetric']").filter(
+        has=page.locator("[data-testid='stMetricLabel']", has_text=label)
+    )
+    return (await box.locator("[data-testid='stMetricValue']").inner_text()).strip()
+
+
+async def save_artifact(page: Page, name: str) -> Path:
+    """A full-page PNG of ``page`` at ``tests/artifacts/<name>.png`` (the folder is git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".png")
+    await page.screenshot(path=str(path), full_page=True)
+    return path
