@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
@@ -35,6 +35,7 @@ from sidekick.errors import (
     SessionClosedError,
 )
 from sidekick.events import Screenshot
+from sidekick.policy import Verdict
 from sidekick.resources import browser_main_pids, kill_browser_processes
 
 log = logging.getLogger(__name__)
@@ -121,15 +122,39 @@ async def _bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
         raise BrowserError(f"{what} took longer than {seconds:g} s.") from None
 
 
+class Guard(Protocol):
+    """The web policy as the pool uses it (implemented by ``sidekick.guard.Guard``)."""
+
+    async def check(self, url: str) -> Verdict: ...
+
+    async def install(self, context: BrowserContext, report: Callable[[str, str], None]) -> None: ...
+
+
+class BlockSink:
+    """Where a context's blocked requests are reported: counted, and passed to whoever owns it now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target: Callable[[str, str], None] | None = None
+
+    def __call__(self, url: str, reason: str) -> None:
+        self.count += 1
+        if self.target is not None:
+            self.target(url, reason)
+
+
 # -- one session's context ---------------------------------------------------------------------
 class SessionBrowser:
     """One session's BrowserContext and current page. States: open → closed (final)."""
 
-    def __init__(self, pool: BrowserPool, context: BrowserContext, page: Page, generation: int) -> None:
+    def __init__(
+        self, pool: BrowserPool, context: BrowserContext, page: Page, generation: int, blocked: BlockSink
+    ) -> None:
         self._pool = pool
         self._context = context
         self._page = page
         self.generation = generation
+        self.blocked = blocked
         self._closed = False
         self.created_at = time.monotonic()
         context.on("page", self._on_page)
@@ -188,6 +213,11 @@ class SessionBrowser:
 
     async def goto(self, url: str, timeout: float | None = None) -> Screenshot:
         seconds = timeout or self._pool.timeouts.navigation
+        if self._pool.guard is not None:
+            verdict = await self._pool.guard.check(url)
+            if not verdict.allowed:
+                self.blocked(url, verdict.reason)
+                raise NavigationError(f"Sidekick's web policy did not open {url}: {verdict.reason}")
         try:
             await self.call(
                 lambda p: p.goto(url, wait_until="domcontentloaded", timeout=seconds * 1000),
@@ -270,8 +300,6 @@ def _explain_navigation(url: str, detail: str) -> str:
 
 
 # -- the pool ----------------------------------------------------------------------------------
-ContextHook = Callable[[BrowserContext], Awaitable[None]]
-
 
 class BrowserPool:
     """The process's Playwright driver and Chromium, launched lazily; contexts handed to sessions.
@@ -286,12 +314,12 @@ class BrowserPool:
         *,
         timeouts: Timeouts | None = None,
         warm_spare: bool = True,
-        on_context: ContextHook | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.settings = settings
         self.timeouts = timeouts or Timeouts()
         self._warm_spare = warm_spare
-        self._on_context = on_context
+        self.guard = guard
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._generation = 0
@@ -400,7 +428,12 @@ class BrowserPool:
         generation = self._generation
         try:
             context = await _bounded(
-                browser.new_context(viewport=VIEWPORT, accept_downloads=False),  # type: ignore[arg-type]
+                browser.new_context(
+                    viewport=VIEWPORT,  # type: ignore[arg-type]
+                    accept_downloads=self.settings.allow_downloads,
+                    # Service workers' requests would bypass the web policy's routing.
+                    service_workers="block",
+                ),
                 self.timeouts.context,
                 "Opening a browser context",
             )
@@ -408,16 +441,17 @@ class BrowserPool:
             if not self.browser_connected():
                 raise BrowserCrashedError(CRASHED) from None
             raise
+        sink = BlockSink()
         try:
-            if self._on_context is not None:
-                await self._on_context(context)
+            if self.guard is not None:
+                await _bounded(self.guard.install(context, sink), self.timeouts.context, "Installing the web policy")
             page = await _bounded(context.new_page(), self.timeouts.context, "Opening a page")
         except BaseException:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeouts.close):
                     await context.close()
             raise
-        sb = SessionBrowser(self, context, page, generation)
+        sb = SessionBrowser(self, context, page, generation, sink)
         self._live.add(sb)
         return sb
 

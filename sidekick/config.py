@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sidekick.errors import ConfigError
+from sidekick.policy import UrlPolicy
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 
@@ -74,6 +75,17 @@ class Settings:
         "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (a separate, limited process)."
     )
     vision: bool = _setting("SIDEKICK_VISION", False, "1 sends the latest screenshot to the worker model.")
+    # Web policy
+    allowed_domains: str = _setting(
+        "SIDEKICK_ALLOWED_DOMAINS", "", "Comma-separated: only these domains (and subdomains) may be loaded."
+    )
+    blocked_domains: str = _setting(
+        "SIDEKICK_BLOCKED_DOMAINS", "", "Comma-separated: these domains (and subdomains) are never loaded."
+    )
+    allow_private_network: bool = _setting(
+        "SIDEKICK_ALLOW_PRIVATE_NETWORK", False, "1 lets the browser reach localhost and private addresses."
+    )
+    allow_downloads: bool = _setting("SIDEKICK_ALLOW_DOWNLOADS", False, "1 lets pages download files.")
     auto_approve: bool = _setting(
         "SIDEKICK_AUTO_APPROVE", False, "1 runs side-effecting tools (files, Python, notifications) without asking."
     )
@@ -81,6 +93,14 @@ class Settings:
     @property
     def evaluator(self) -> str:
         return self.evaluator_model or self.model
+
+    def url_policy(self) -> UrlPolicy:
+        """The web policy these settings describe (domain lists are checked when settings load)."""
+        return UrlPolicy(
+            allowed_domains=UrlPolicy.parse_domains(self.allowed_domains),
+            blocked_domains=UrlPolicy.parse_domains(self.blocked_domains),
+            allow_private_network=self.allow_private_network,
+        )
 
     @classmethod
     def load(cls, *sources: Mapping[str, Any]) -> Settings:
@@ -94,7 +114,16 @@ class Settings:
             if raw is None or (isinstance(raw, str) and raw.strip() == ""):
                 continue
             values[f.name] = _parse(env, raw, f.default)
-        return cls(**values)
+        settings = cls(**values)
+        for env, text in (
+            ("SIDEKICK_ALLOWED_DOMAINS", settings.allowed_domains),
+            ("SIDEKICK_BLOCKED_DOMAINS", settings.blocked_domains),
+        ):
+            try:
+                UrlPolicy.parse_domains(text)
+            except ConfigError as exc:
+                raise ConfigError(f"{env}: {exc}") from None
+        return settings
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:

@@ -8,15 +8,18 @@ they live in the core's registry, keyed by Streamlit's session id.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 from streamlit import runtime
 from streamlit.errors import StreamlitSecretNotFoundError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from sidekick.agent import RunHandle
 from sidekick.config import Settings
-from sidekick.core import Sidekick, get_sidekick
+from sidekick.core import Sidekick, get_sidekick, new_thread_id
+from sidekick.errors import SidekickError
+from sidekick.events import Event, Finished, Screenshot
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,95 @@ def session_id() -> str:
     return _handle().id
 
 
+
+
+# -- this tab's conversation, as plain data in session_state ---------------------------------------
+@dataclass
+class Turn:
+    """One user message and what came of it (events live; or just the reply, for reloaded history)."""
+
+    user: str
+    criteria: str = ""
+    events: list[Event] = field(default_factory=list)
+    reply: str | None = None
+
+
+@dataclass
+class TabState:
+    """Everything the page shows, kept in ``st.session_state`` (plain data; no live resources)."""
+
+    thread_id: str
+    turns: list[Turn] = field(default_factory=list)
+    run: RunHandle | None = None
+    notice: str | None = None
+    browse_shot: Screenshot | None = None
+
+    def current(self) -> Turn | None:
+        return self.turns[-1] if self.turns else None
+
+    def absorb(self) -> list[Event]:
+        """Move queued events of the active run into the current turn; end the run on Finished."""
+        run, turn = self.run, self.current()
+        if run is None or turn is None:
+            return []
+        new = run.drain()
+        turn.events.extend(new)
+        if any(isinstance(e, Finished) for e in new):
+            self.run = None
+        return new
+
+    def start_turn(self, turn: Turn, run: RunHandle) -> None:
+        # Keep screenshots of the new turn only (plus the last one shown): they are the heavy part.
+        for old in self.turns:
+            old.events = [e for e in old.events if not isinstance(e, Screenshot)]
+        self.turns.append(turn)
+        self.run = run
+
+    def latest_screenshot(self) -> Screenshot | None:
+        for turn in reversed(self.turns):
+            for event in reversed(turn.events):
+                if isinstance(event, Screenshot):
+                    return event
+        return self.browse_shot
+
+
+def tab_state(core: Sidekick) -> TabState:
+    """This tab's state; on first load, the conversation named in the URL (``?thread=``)."""
+    state: TabState | None = st.session_state.get("tab")
+    if state is None:
+        wanted = st.query_params.get("thread")
+        state = TabState(thread_id=new_thread_id())
+        if wanted:
+            try:
+                if core.conversation_exists(wanted):
+                    state = TabState(thread_id=wanted, turns=load_turns(core, wanted))
+                else:
+                    state.notice = "That conversation was not found, so a new one was started."
+            except SidekickError as exc:
+                state.notice = f"That conversation could not be opened: {exc}"
+        st.session_state["tab"] = state
+    st.query_params["thread"] = state.thread_id
+    return state
+
+
+def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
+    turns: list[Turn] = []
+    for role, text in core.history(session_id(), thread_id):
+        if role == "user":
+            turns.append(Turn(user=text))
+        elif turns:
+            turns[-1].reply = text
+    return turns
+
+
+def switch_conversation(core: Sidekick, thread_id: str | None) -> TabState:
+    """Open a past conversation (or a new one with None), stopping any run of this tab."""
+    old: TabState | None = st.session_state.get("tab")
+    if old is not None and old.run is not None:
+        core.cancel_run(session_id())
+    state = TabState(thread_id=thread_id or new_thread_id())
+    if thread_id:
+        state.turns = load_turns(core, thread_id)
+    st.session_state["tab"] = state
+    st.query_params["thread"] = state.thread_id
+    return state

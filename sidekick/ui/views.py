@@ -1,20 +1,58 @@
-"""The dashboard's widgets. Called only from the script thread; talks to the core via the facade."""
+"""The dashboard's widgets. Called only from the script thread; talks to the core via the facade.
+
+Layout: a sidebar (conversations, Reset, model and tools, resources) and two columns: the chat on
+the left (each turn's steps in an ``st.status``, the evaluator's checklist, the answer or question)
+and the live browser on the right (the latest screenshot large, this turn's earlier ones below).
+While a run is in progress the script drains its events and redraws only the placeholders that
+changed; any click interrupts the loop and the rerun picks up where it left off.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
 
 import streamlit as st
 
-from sidekick.browser import Screenshot
 from sidekick.core import Resources, Sidekick
 from sidekick.errors import ConfigError, SidekickError
+from sidekick.events import (
+    ApprovalNeeded,
+    Blocked,
+    Cancelled,
+    ErrorEvent,
+    Event,
+    FinalAnswer,
+    Finished,
+    Question,
+    Screenshot,
+    ToolCall,
+    ToolResult,
+    Verdict,
+)
+from sidekick.models import model_configured
+from sidekick.prompts import DEFAULT_CRITERIA
 from sidekick.ui import session as bindings
+from sidekick.ui.session import TabState, Turn
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+POLL_SECONDS = 0.05
+CONNECT_HELP = """
+**Connect a model** — set these in the environment or in `.streamlit/secrets.toml`, then restart:
+
+- OpenAI: `OPENAI_API_KEY = "sk-…"` (optionally `SIDEKICK_MODEL = "gpt-4.1-mini"`)
+- Any OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter):
+  `OPENAI_BASE_URL = "http://localhost:11434/v1"` and `SIDEKICK_MODEL = "llama3.1"`
+
+The browser box works without a model.
+"""
 
 
 def friendly(action: Callable[[], T], doing: str) -> T | None:
@@ -42,47 +80,96 @@ def render() -> None:
     if core is None:
         st.stop()
     sid = bindings.session_id()
+    state = bindings.tab_state(core)
+    if state.notice:
+        st.toast(state.notice, icon="ℹ️")
+        state.notice = None
 
     with st.sidebar:
-        st.title("🧭 Sidekick")
-        st.caption("Your co-worker with a real browser.")
-        if st.button("Reset", help="Close this session's browser and free its memory.", width="stretch"):
-            freed = friendly(lambda: core.reset(sid), "resetting")
-            if freed is not None:
-                st.session_state.pop("screenshot", None)
-                st.toast(freed.describe(), icon="🧹")
+        state = sidebar(core, sid, state)
         panel = st.container()
 
-    browse_box(core, sid)
-    with panel:  # filled last, so it counts what this run just opened or freed
+    chat_col, browser_col = st.columns([11, 9], gap="large")
+    with browser_col:
+        browse_box(core, sid, state)
+        shot_slot = st.empty()
+    with chat_col:
+        st.markdown("### 🧭 Sidekick")
+        history = st.container()
+        live = st.empty()
+        stop_slot = st.empty()
+        prompt, criteria = chat_inputs(core, state)
+
+    with history:
+        for turn in state.turns[:-1]:
+            render_turn(turn, live=False)
+    if prompt is not None:
+        start_turn(core, sid, state, prompt, criteria)
+    if state.run is not None and stop_slot.button("Stop", icon="⏹️", type="primary", help="Stop the run in progress."):
+        friendly(lambda: core.cancel_run(sid), "stopping the run")
+
+    def redraw() -> None:
+        with live.container():
+            turn = state.current()
+            if turn is not None:
+                render_turn(turn, live=state.run is not None)
+                approval_buttons(core, sid, state)
+        with shot_slot.container():
+            screenshot_view(state)
+
+    state.absorb()
+    redraw()
+    with panel:  # filled after this run's actions, so it counts what they opened or freed
         resources_panel(core)
+    if state.run is not None:
+        follow_run(state, redraw)
 
 
-def browse_box(core: Sidekick, sid: str) -> None:
-    st.subheader("Browser")
-    with st.form("browse", clear_on_submit=False, border=False):
-        url_col, go_col = st.columns([6, 1], vertical_alignment="bottom")
-        url = url_col.text_input("Web address", placeholder="https://example.com", key="url")
-        opened = go_col.form_submit_button("Open", width="stretch")
-    if opened:
-        with st.spinner("Opening…"):
-            shot = friendly(lambda: core.open_url(sid, url), "opening the page")
-        if shot is not None:
-            st.session_state["screenshot"] = shot
-    screenshot_view(st.session_state.get("screenshot"))
+# -- sidebar ---------------------------------------------------------------------------------------
+def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
+    st.title("🧭 Sidekick")
+    st.caption("Your co-worker with a real browser.")
+    left, right = st.columns(2)
+    if left.button("New chat", icon="✏️", width="stretch", help="Start a new conversation."):
+        state = bindings.switch_conversation(core, None)
+    if right.button("Reset", icon="🧹", width="stretch", help="Stop work, free this tab's browser, start anew."):
+        freed = friendly(lambda: core.reset(sid), "resetting")
+        state = bindings.switch_conversation(core, None)
+        if freed is not None:
+            st.toast(freed.describe(), icon="🧹")
 
+    conversations = friendly(core.conversations, "listing conversations") or []
+    if conversations:
+        st.subheader("Conversations", divider="gray")
+        for c in conversations[:20]:
+            when = datetime.fromtimestamp(c.updated).strftime("%d %b %H:%M")
+            current = c.thread_id == state.thread_id
+            open_col, del_col = st.columns([6, 1], vertical_alignment="center")
+            label = f"{'▸ ' if current else ''}{c.title}"
+            if open_col.button(label, key=f"open-{c.thread_id}", help=when, width="stretch", type="tertiary"):
+                state = bindings.switch_conversation(core, c.thread_id)
+            if del_col.button("🗑", key=f"del-{c.thread_id}", help=f"Delete “{c.title}”", type="tertiary"):
+                friendly(partial(core.delete_conversation, c.thread_id), "deleting the conversation")
+                if current:
+                    state = bindings.switch_conversation(core, None)
+                st.rerun()
 
-def screenshot_view(shot: Screenshot | None) -> None:
-    if shot is None:
-        st.info("Open a web address to see this session's browser here.", icon="🌐")
-        return
-    st.caption(f"**{shot.title or 'Untitled'}** — {shot.url}")
-    st.image(shot.png, width="stretch")
+    st.subheader("Model", divider="gray")
+    if model_configured(core.settings):
+        st.caption(f"**{core.settings.model}** via {core.settings.openai_base_url or 'OpenAI'}")
+        if core.settings.evaluator != core.settings.model:
+            st.caption(f"Evaluator: **{core.settings.evaluator}**")
+    else:
+        st.warning("No model is connected.", icon="🔌")
+        st.markdown(CONNECT_HELP)
+    with st.expander("Tools"):
+        for name, on, why in core.tools():
+            st.markdown(f"{'✅' if on else '⛔'} `{name}`" + (f" — {why}" if why else ""))
+    return state
 
 
 def resources_panel(core: Sidekick) -> None:
-    st.divider()
-    st.subheader("Resources")
+    st.subheader("Resources", divider="gray")
     res: Resources | None = friendly(core.resources, "reading resources")
     if res is None:
         return
@@ -92,3 +179,174 @@ def resources_panel(core: Sidekick) -> None:
     c1.metric("Processes", res.processes.processes, help="Chromium and Playwright-driver processes of this server.")
     c2.metric("Memory", f"{res.processes.total_mb:.0f} MB", help="Proportional memory (PSS) of those processes.")
     st.caption(f"Server {res.server_mb:.0f} MB · browser launches {res.launches} · crashes {res.crashes}")
+
+
+# -- chat ------------------------------------------------------------------------------------------
+def chat_inputs(core: Sidekick, state: TabState) -> tuple[str | None, str]:
+    ready = model_configured(core.settings)
+    running = state.run is not None
+    criteria = st.text_input(
+        "Success criteria",
+        value=st.session_state.get("criteria", DEFAULT_CRITERIA),
+        key="criteria",
+        max_chars=2000,
+        help="What the answer must achieve; one per line or sentence. The evaluator checks each.",
+    )
+    placeholder = "Ask Sidekick to do something…" if ready else "Connect a model to chat (see the sidebar)"
+    prompt = st.chat_input(placeholder, disabled=not ready or running, max_chars=20_000)
+    return prompt, criteria
+
+
+def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria: str) -> None:
+    if state.run is not None:
+        st.toast("Sidekick is still working on your last message: wait for it, or press Stop.", icon="⏳")
+        return
+    handle = friendly(lambda: core.start_run(sid, prompt, criteria, state.thread_id), "starting the task")
+    if handle is not None:
+        state.start_turn(Turn(user=prompt, criteria=criteria), handle)
+
+
+def follow_run(state: TabState, redraw: Callable[[], None]) -> None:
+    """Drain the run's events and redraw as they come. A click interrupts this (Streamlit raises a
+    BaseException at the next st.* call); the rerun resumes from the events kept in session_state."""
+    while state.run is not None:
+        time.sleep(POLL_SECONDS)
+        if state.absorb():
+            redraw()
+    st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
+
+
+def render_turn(turn: Turn, *, live: bool) -> None:
+    with st.chat_message("user"):
+        st.markdown(turn.user)
+        if turn.criteria and turn.criteria != DEFAULT_CRITERIA:
+            st.caption(f"Success criteria: {turn.criteria}")
+    with st.chat_message("assistant", avatar="🧭"):
+        if turn.reply is not None and not turn.events:
+            st.markdown(turn.reply)
+            return
+        steps(turn.events, live=live)
+        outcome(turn.events)
+
+
+def steps(events: list[Event], *, live: bool) -> None:
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    results = {e.call_id: e for e in events if isinstance(e, ToolResult)}
+    blocked = [e for e in events if isinstance(e, Blocked)]
+    failed = any(isinstance(e, ErrorEvent | Cancelled) for e in events)
+    if not calls and not blocked and not live:
+        return
+    label = f"Working… {len(calls)} step{'s' if len(calls) != 1 else ''}" if live else (
+        f"{len(calls)} step{'s' if len(calls) != 1 else ''}" + (f", {len(blocked)} blocked" if blocked else "")
+    )
+    with st.status(label, state="running" if live else "error" if failed else "complete", expanded=live):
+        for call in calls:
+            result = results.get(call.call_id)
+            mark = "⏳" if result is None else "✅" if result.ok else "⚠️"
+            seconds = f" · {result.seconds:.1f} s" if result else ""
+            st.markdown(f"{mark} **{call.name}** `{short_args(call.args)}`{seconds}")
+            if result is not None:
+                st.caption(first_line(result.output))
+        for b in blocked:
+            st.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
+
+
+def outcome(events: list[Event]) -> None:
+    for event in events:
+        if isinstance(event, Verdict):
+            checklist(event)
+    for event in events:
+        match event:
+            case FinalAnswer():
+                st.markdown(event.text)
+                if not event.accepted:
+                    st.caption("⚠️ Best effort: this answer did not pass every check.")
+            case Question():
+                st.info(event.text, icon="❓")
+            case ErrorEvent():
+                st.error(event.message, icon="⚠️")
+            case Cancelled():
+                st.warning(event.reason, icon="⏹️")
+            case Finished():
+                st.caption(f"{event.seconds:.1f} s · {event.model_calls} model calls · {event.tokens:,} tokens")
+
+
+def checklist(verdict: Verdict) -> None:
+    title = f"Review {verdict.round}: {'passed' if verdict.success else 'sent back'}"
+    with st.expander(("✅ " if verdict.success else "🔁 ") + title, expanded=False):
+        for check in verdict.checks:
+            st.markdown(f"{'✅' if check.met else '❌'} **{check.criterion}** — {check.evidence}")
+        if not verdict.success and verdict.feedback:
+            st.caption(f"Feedback: {verdict.feedback}")
+
+
+def approval_buttons(core: Sidekick, sid: str, state: TabState) -> None:
+    turn = state.current()
+    if turn is None or state.run is not None or not turn.events:
+        return
+    pending = turn.events[-2] if len(turn.events) >= 2 else None
+    if not isinstance(pending, ApprovalNeeded):
+        return
+    st.warning(f"Sidekick wants to run **{pending.name}** `{short_args(pending.args, 300)}`", icon="✋")
+    yes, no, _ = st.columns([1, 1, 3])
+    decision: bool | None = None
+    if yes.button("Approve", key=f"approve-{pending.call_id}", type="primary"):
+        decision = True
+    if no.button("Deny", key=f"deny-{pending.call_id}"):
+        decision = False
+    if decision is not None:
+        handle = friendly(lambda: core.answer_approval(sid, state.thread_id, bool(decision)), "resuming the run")
+        if handle is not None:
+            state.run = handle
+            st.rerun()
+
+
+def short_args(args: dict[str, Any], limit: int = 80) -> str:
+    text = json.dumps(args, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("<<<")), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# -- browser ---------------------------------------------------------------------------------------
+def browse_box(core: Sidekick, sid: str, state: TabState) -> None:
+    with st.form("browse", clear_on_submit=False, border=False):
+        url_col, go_col = st.columns([5, 1], vertical_alignment="bottom")
+        url = url_col.text_input("Web address", placeholder="https://example.com", key="url")
+        opened = go_col.form_submit_button("Open", width="stretch")
+    if opened:
+        if state.run is not None:
+            st.warning("Sidekick is using the browser right now; wait for it, or press Stop.", icon="⏳")
+            return
+        with st.spinner("Opening…"):
+            shot = friendly(lambda: core.open_url(sid, url), "opening the page")
+        if shot is not None:
+            state.browse_shot = shot
+            # A manual visit is newer than any screenshot of past turns.
+            for turn in state.turns:
+                turn.events = [e for e in turn.events if not isinstance(e, Screenshot)]
+
+
+def screenshot_view(state: TabState) -> None:
+    turn = state.current()
+    shots = [e for e in turn.events if isinstance(e, Screenshot)] if turn else []
+    if not shots:
+        shot = state.browse_shot
+        if shot is None:
+            st.info("The browser's screen shows here while Sidekick works, or open a web address above.", icon="🌐")
+            return
+        shots = [shot]
+    index = len(shots) - 1
+    if len(shots) > 1 and state.run is None:
+        index = st.slider("Screenshot", 1, len(shots), len(shots), key=f"shot-{len(shots)}") - 1
+    shot = shots[index]
+    st.caption(f"**{shot.title or 'Untitled'}** — {shot.url}")
+    st.image(shot.png, width="stretch")
+    if len(shots) > 1:
+        recent = shots[-6:]
+        cols = st.columns(len(recent))
+        for col, s in zip(cols, recent, strict=True):
+            col.image(s.png, width="stretch", caption=(s.title or "")[:18])

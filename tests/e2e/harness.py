@@ -28,14 +28,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import psutil
 from playwright.async_api import Browser, BrowserContext, Page
 
 from sidekick.resources import ProcessReport, browser_processes
-
-T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -69,7 +67,7 @@ def free_port() -> int:
 def is_alive(proc: psutil.Process) -> bool:
     """Still running, and the same process (``is_running`` compares creation times, so PID reuse is safe)."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -254,9 +252,7 @@ def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
 
 
 # -- waiting -----------------------------------------------------------------------------------
-async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 15.0, interval: float = 0.1, what: str = ""
-) -> T:
+async def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:
     """Poll ``predicate`` (sync or async) until it returns something truthy, and return that.
 
     Raises ``TimeoutError`` naming ``what`` and the last value when ``timeout`` passes first.
@@ -267,7 +263,7 @@ async def wait_until(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what or 'condition'} not reached within {timeout:g} s (last: {value!r})")
         await asyncio.sleep(interval)
