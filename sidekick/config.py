@@ -128,10 +128,14 @@ class Settings:
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting: the README's configuration table."""
-        return [
-            (f.metadata["env"], "" if f.default is None else str(f.default), f.metadata["doc"])
-            for f in dataclasses.fields(cls)
-        ]
+        def show(value: Any) -> str:
+            if value is None:
+                return ""
+            if isinstance(value, bool):
+                return "1" if value else "0"
+            return str(value)
+
+        return [(f.metadata["env"], show(f.default), f.metadata["doc"]) for f in dataclasses.fields(cls)]
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from sidekick.browser import BrowserPool, SessionBrowser
 from sidekick.config import Settings
-from sidekick.errors import ToolError
+from sidekick.errors import BrowserUnavailableError, ToolError
 from sidekick.events import Screenshot
 from sidekick.tools.base import UNTRUSTED_CLOSE, ToolContext
 from sidekick.tools.browser import BrowserGetter, build
@@ -22,9 +23,20 @@ from tests.fakes.site import LocalSite
 NAMES = {"navigate", "back", "click", "type_text", "press_key", "scroll", "read_page", "list_links", "screenshot"}
 
 
+@pytest.fixture(scope="module")
+async def shared_pool(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserPool]:
+    """One real Chromium for the module (launching one per test is most of the time); each test
+    still gets its own context from it. Tests that kill Chromium use conftest's ``pool``."""
+    pool = BrowserPool(Settings(data_dir=tmp_path_factory.mktemp("browser-tools")))
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
 @pytest.fixture
-async def sb(pool: BrowserPool) -> AsyncIterator[SessionBrowser]:
-    browser = await pool.new_session_browser()
+async def sb(shared_pool: BrowserPool) -> AsyncIterator[SessionBrowser]:
+    browser = await shared_pool.new_session_browser()
     try:
         yield browser
     finally:
@@ -146,8 +158,6 @@ async def test_an_empty_or_spaced_address_is_refused(tools: dict[str, BaseTool])
 
 
 async def test_an_unreachable_site_is_a_plain_tool_error(tools: dict[str, BaseTool], site: LocalSite) -> None:
-    import socket
-
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
@@ -377,9 +387,9 @@ async def test_a_closed_session_browser_is_a_tool_error(
 
 
 async def test_a_crashed_browser_is_a_tool_error_and_a_getter_brings_a_new_one(
-    settings: Settings, pool: BrowserPool, sb: SessionBrowser, site: LocalSite
+    settings: Settings, pool: BrowserPool, site: LocalSite
 ) -> None:
-    current = sb
+    sb = current = await pool.new_session_browser()
 
     async def get_browser() -> SessionBrowser:
         # What the session does: a browser that died or was closed is replaced on next use.
@@ -403,12 +413,11 @@ async def test_a_crashed_browser_is_a_tool_error_and_a_getter_brings_a_new_one(
         await use(fixed, "read_page")
     assert "4217" in await use(following, "navigate", url=site.url("/about"))
     assert current is not sb and current.alive
+    await sb.aclose()
     await current.aclose()
 
 
 async def test_a_failing_getter_is_a_tool_error(settings: Settings) -> None:
-    from sidekick.errors import BrowserUnavailableError
-
     async def unavailable() -> SessionBrowser:
         raise BrowserUnavailableError("No Chromium was found.")
 
