@@ -299,6 +299,12 @@ def _explain_navigation(url: str, detail: str) -> str:
     return f"Could not open {url}: {detail}"
 
 
+def _retrieve(task: asyncio.Task[Browser]) -> None:
+    """Mark a background task's failure as seen (its awaiting callers got it, or none is left)."""
+    if not task.cancelled():
+        task.exception()
+
+
 # -- the pool ----------------------------------------------------------------------------------
 
 class BrowserPool:
@@ -324,6 +330,7 @@ class BrowserPool:
         self._browser: Browser | None = None
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._launching: asyncio.Task[Browser] | None = None
         self._spare: SessionBrowser | None = None
         self._spare_task: asyncio.Task[None] | None = None
         self._live: set[SessionBrowser] = set()
@@ -360,6 +367,14 @@ class BrowserPool:
             raise SessionClosedError("The browser pool is shut down.")
         if self.browser_connected():
             return self._browser  # type: ignore[return-value]
+        # The launch runs as its own task, shielded from its callers: a caller cancelled halfway (a
+        # stopped run, a spare no longer wanted) must not leave a driver or Chromium without owner.
+        if self._launching is None or self._launching.done():
+            self._launching = asyncio.get_running_loop().create_task(self._launch(), name="sidekick-launch")
+            self._launching.add_done_callback(_retrieve)
+        return await asyncio.shield(self._launching)
+
+    async def _launch(self) -> Browser:
         async with self._lock:
             if self.browser_connected():
                 return self._browser  # type: ignore[return-value]
@@ -507,6 +522,9 @@ class BrowserPool:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait([task], timeout=self.timeouts.close)
+        launching = self._launching
+        if launching is not None and not launching.done():
+            await asyncio.wait([launching], timeout=self.timeouts.launch + 5)
         spare, self._spare = self._spare, None
         if spare is not None:
             await spare.aclose()

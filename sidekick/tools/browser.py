@@ -384,7 +384,7 @@ async def _emit_screenshot(ctx: ToolContext, sb: SessionBrowser) -> None:
         async with asyncio.timeout(min(SHOT_SECONDS, ctx.settings.tool_timeout_seconds)):
             shot = await sb.screenshot()
     except (TimeoutError, BrowserError, SessionClosedError) as exc:
-        log.info("No screenshot after the browser action: %s", exc or "timed out")
+        log.info("No screenshot after the browser action: %s", str(exc) or "timed out")
         return
     ctx.emit(shot)
 

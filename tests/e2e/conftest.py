@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright, expect
+from playwright.async_api import Browser, Playwright, async_playwright, expect
 
 from tests.e2e.harness import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DashboardServer,
+    Tabs,
     open_app,
     save_artifact,
     sidekick_server,
@@ -65,17 +66,6 @@ async def baseline(dashboard: DashboardServer, user_browser: Browser) -> int:
         return await stable_process_count(dashboard)
     finally:
         await page.close()
-
-
-class Tabs:
-    """Tabs of one user (one browser context) on the dashboard."""
-
-    def __init__(self, context: BrowserContext, url: str) -> None:
-        self.context = context
-        self.url = url
-
-    async def open(self) -> Page:
-        return await open_app(self.context, self.url)
 
 
 @pytest.fixture

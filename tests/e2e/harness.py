@@ -308,6 +308,17 @@ async def open_app(browser: Browser | BrowserContext, url: str, timeout: float =
     return page
 
 
+class Tabs:
+    """Tabs of one user (one browser context) on the dashboard."""
+
+    def __init__(self, context: BrowserContext, url: str) -> None:
+        self.context = context
+        self.url = url
+
+    async def open(self) -> Page:
+        return await open_app(self.context, self.url)
+
+
 async def open_address(page: Page, text: str) -> None:
     """Type ``text`` into "Web address", click "Open", and wait for that run to finish."""
     await page.get_by_label("Web address").fill(text)

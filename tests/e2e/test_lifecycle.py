@@ -15,13 +15,13 @@ import psutil
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.conftest import Tabs
 from tests.e2e.harness import (
     ERROR,
     EXCEPTION,
     IMAGE,
     TOAST,
     DashboardServer,
+    Tabs,
     is_alive,
     metric,
     open_address,
@@ -42,7 +42,7 @@ RELEASE_TIMEOUT = 15.0
 async def browse(page: Page, url: str, title: str) -> None:
     """Open ``url`` from the dashboard and check its screenshot and caption are shown."""
     await open_address(page, url)
-    await expect(page.locator(IMAGE)).to_be_visible()
+    await expect(page.locator(IMAGE).first).to_be_visible()
     caption = page.locator("[data-testid='stCaptionContainer']", has_text=url)
     await expect(caption).to_contain_text(title)
 

@@ -243,7 +243,7 @@ async def test_a_click_that_goes_nowhere_says_the_page_stayed(tools: dict[str, B
 
 async def test_click_on_nothing_is_a_tool_error(tools: dict[str, BaseTool], site: LocalSite, shots: list[Any]) -> None:
     await use(tools, "navigate", url=site.url("/"))
-    with pytest.raises(ToolError, match="Nothing on this page .* matches 'No such thing'"):
+    with pytest.raises(ToolError, match=r"Nothing on this page .* matches 'No such thing'"):
         await use(tools, "click", target="No such thing")
     with pytest.raises(ToolError, match="Nothing on this page"):
         await use(tools, "click", target="Price: $5 [sale")  # looks like CSS, is not valid CSS
@@ -283,8 +283,9 @@ async def test_type_into_the_form_by_label_and_submit(
 
 
 @pytest.mark.parametrize("target", ["Search the site", "q", "#query"])
-async def test_type_by_placeholder_name_or_css(tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite,
-                                               target: str) -> None:
+async def test_type_by_placeholder_name_or_css(
+    tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite, target: str
+) -> None:
     site.route("/search", '<body><input id="query" name="q" placeholder="Search the site"></body>')
     await use(tools, "navigate", url=site.url("/search"))
     assert await use(tools, "type_text", target=target, text="otters") == f"Typed 6 characters into {target!r}."
@@ -293,7 +294,7 @@ async def test_type_by_placeholder_name_or_css(tools: dict[str, BaseTool], sb: S
 
 async def test_typing_into_a_missing_field_is_a_tool_error(tools: dict[str, BaseTool], site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/form"))
-    with pytest.raises(ToolError, match="No field on this page .* matches 'Email'"):
+    with pytest.raises(ToolError, match=r"No field on this page .* matches 'Email'"):
         await use(tools, "type_text", target="Email", text="a@b.c")
 
 
@@ -306,7 +307,8 @@ async def test_press_key_submits_the_focused_form(tools: dict[str, BaseTool], si
 
 async def test_press_key_that_changes_nothing_and_an_unknown_key(tools: dict[str, BaseTool], site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/about"))
-    assert await use(tools, "press_key", key="Escape") == f"Pressed 'Escape'. The page stayed at About — {site.url('/about')}."
+    stayed = await use(tools, "press_key", key="Escape")
+    assert stayed == f"Pressed 'Escape'. The page stayed at About — {site.url('/about')}."
     with pytest.raises(ToolError, match="Unknown key"):
         await use(tools, "press_key", key="NoSuchKey")
 
@@ -332,7 +334,9 @@ async def test_scroll_on_a_short_page(tools: dict[str, BaseTool], site: LocalSit
     assert await use(tools, "scroll") == "Scrolled down 1 screen; the whole page fits on one screen."
 
 
-async def test_back_returns_to_the_previous_page(tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite) -> None:
+async def test_back_returns_to_the_previous_page(
+    tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite
+) -> None:
     await use(tools, "navigate", url=site.url("/"))
     await use(tools, "navigate", url=site.url("/about"))
     went = await use(tools, "back")
@@ -366,7 +370,9 @@ async def test_every_action_emits_one_png_screenshot(
     assert shots[7].url == site.url("/submitted?name=Ada")
 
 
-async def test_the_screenshot_tool_names_the_page(tools: dict[str, BaseTool], site: LocalSite, shots: list[Any]) -> None:
+async def test_the_screenshot_tool_names_the_page(
+    tools: dict[str, BaseTool], site: LocalSite, shots: list[Any]
+) -> None:
     await use(tools, "navigate", url=site.url("/about"))
     assert await use(tools, "screenshot") == f"Screenshot taken of About — {site.url('/about')}."
     assert shots[-1].title == "About" and shots[-1].png.startswith(b"\x89PNG")

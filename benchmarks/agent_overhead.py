@@ -1,0 +1,397 @@
+"""Agent overhead: what Sidekick's own machinery costs per agent step, alone and under concurrency.
+
+Run from the project root::
+
+    python -m benchmarks.agent_overhead                        # a table
+    python -m benchmarks.agent_overhead --json                 # one JSON object on stdout
+    python -m benchmarks.agent_overhead --steps 5 --runs 20 --sessions 10
+
+Everything is real except the model: the graph, LangGraph's SQLite checkpointer
+(:class:`~sidekick.store.Store`), langchain-openai over real HTTP to the fake model
+(``tests.fakes.openai_server.FakeOpenAI``, answering at once), one shared
+:class:`~sidekick.browser.BrowserPool` with real Chromium, and a local site
+(``tests.fakes.site.LocalSite``). A task is ``--steps`` tool steps (``navigate``, ``read_page``,
+``list_links``, …, one tool call per model reply), then an answer the evaluator accepts.
+
+**Overhead per step** (``--runs`` turns, one after another, in one session; one untimed warm-up
+turn first, so the browser launch, the first context and first-use imports are not counted). A step
+is the time between two consecutive worker requests reaching the fake model's handler, from which
+we subtract
+
+- **model**: the time the handler itself took to choose its reply (timed in the handler), and
+- **tool**: the tool call's time, ``ToolResult.seconds`` (the browser action, including the
+  screenshot the browser tools take after acting, and LangChain's tool-invocation wrapper).
+
+What is left is Sidekick's own time: checkpoint writes, graph routing, building the prompt, the
+OpenAI client and langchain-openai on both ends of the request, **and the HTTP transport to the
+fake model and the fake's own request parsing and reply serialising** (it records no timings of its
+own, so they cannot be separated; it sends ``Connection: close``, so every request also opens a TCP
+connection). The fake model and the site run as threads of this process and share its GIL, which
+a remote model server would not. Medians of the components are taken separately, so the median
+overhead need not equal step - model - tool of the medians.
+
+**Concurrency**: ``--sessions`` sessions (each its own :class:`~sidekick.sessions.Session`,
+:class:`~sidekick.agent.Agent` and browser context, sharing the pool, the store and the models) run
+the same task at once on the one loop. An error is an ``ErrorEvent``, an exception, a failed tool
+call or a turn that did not end in an accepted answer. Run durations are ``Finished.seconds``.
+
+**Leaks**: after closing everything, the Chromium and Playwright-driver processes still descending
+from this process (waiting up to 5 s for them to exit), and the contexts left open in the pool
+beyond its warm spare once every session has closed.
+
+The exit code is 0 whether or not a target is met: this reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.churn import p95, sig
+from sidekick.agent import Agent
+from sidekick.browser import BrowserPool
+from sidekick.config import Settings
+from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, ToolResult
+from sidekick.models import Models
+from sidekick.resources import browser_processes
+from sidekick.sessions import Session
+from sidekick.store import Store
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.site import LocalSite
+
+TARGET_MS = 20.0
+RUN_TIMEOUT = 120.0  # seconds for one turn; a hang is an error, not a data point
+EXIT_WAIT = 5.0  # seconds to let processes exit before counting leftovers
+POLL = 0.01  # seconds between checks that a turn has finished (durations come from the agent)
+CRITERIA = "The answer names the secret number"
+ANSWER = "The secret number is 4217."
+# One tool call per step, cycled: (tool, path of the local site for navigate).
+SCRIPT: tuple[tuple[str, str | None], ...] = (
+    ("navigate", "/about"),
+    ("read_page", None),
+    ("list_links", None),
+    ("navigate", "/"),
+    ("read_page", None),
+)
+_TAG = re.compile(r"\[bench ([\w-]+)\]")
+
+
+# -- the scripted model --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerCall:
+    """One worker request as the fake model's handler saw it."""
+
+    tag: str  # which turn (from the task message)
+    step: int  # tool results already in the turn: the step this request's reply starts
+    arrived: float  # time.perf_counter() as the handler was entered
+    seconds: float  # time spent in the handler
+
+
+class ScriptedModel:
+    """The fake model's ``handler``: ``steps`` tool calls, then the answer; the evaluator accepts.
+
+    Stateless per request (the step is the number of tool results since the user's message), so
+    concurrent turns cannot disturb one another. Records every worker request; thread-safe.
+    """
+
+    def __init__(self, site: LocalSite, steps: int) -> None:
+        self._site = site
+        self._steps = steps
+        self._lock = threading.Lock()
+        self._calls: list[WorkerCall] = []
+
+    def calls(self, tag: str) -> list[WorkerCall]:
+        with self._lock:
+            return sorted((c for c in self._calls if c.tag == tag), key=lambda c: c.step)
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        arrived = time.perf_counter()
+        if request.get("response_format") is not None:
+            return Reply.json(
+                {
+                    "checks": [{"criterion": CRITERIA, "met": True, "evidence": "4217 is named."}],
+                    "success_criteria_met": True,
+                    "user_input_needed": False,
+                    "feedback": "Accepted.",
+                }
+            )
+        messages: list[dict[str, Any]] = request["messages"]
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        step = sum(1 for m in messages[last_user + 1 :] if m["role"] == "tool")
+        match = _TAG.search(str(messages[last_user]["content"]))
+        reply = Reply.text(ANSWER) if step >= self._steps else self._tool_call(step)
+        seconds = time.perf_counter() - arrived
+        with self._lock:
+            self._calls.append(WorkerCall(match.group(1) if match else "?", step, arrived, seconds))
+        return reply
+
+    def _tool_call(self, step: int) -> Reply:
+        name, path = SCRIPT[step % len(SCRIPT)]
+        return Reply.tool_call(name, {"url": self._site.url(path)} if path else {})
+
+
+# -- running turns -------------------------------------------------------------------------------
+@dataclass
+class Turn:
+    tag: str
+    events: list[Event] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        done = [e for e in self.events if isinstance(e, Finished)]
+        return done[-1].seconds if done else float("nan")
+
+
+async def run_turn(agent: Agent, tag: str, steps: int) -> Turn:
+    """One task, start to ``Finished``; whatever went wrong is in ``problems``, never raised."""
+    turn = Turn(tag)
+    try:
+        handle = await agent.start(
+            f"[bench {tag}] Open the test site and find the secret number.", CRITERIA, f"bench-{tag}"
+        )
+        async with asyncio.timeout(RUN_TIMEOUT):
+            # `done` is a threading.Event (for the UI's thread), set on this loop: polling it is
+            # cheap, where a waiting thread per turn would fill the default executor.
+            while not handle.done.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(POLL)
+        turn.events = handle.drain()
+    except TimeoutError:
+        turn.problems.append(f"{tag}: did not finish within {RUN_TIMEOUT:g} s")
+        await agent.cancel()
+        return turn
+    except Exception as exc:
+        turn.problems.append(f"{tag}: {type(exc).__name__}: {exc}")
+        return turn
+    for event in turn.events:
+        if isinstance(event, ErrorEvent):
+            turn.problems.append(f"{tag}: error event ({event.category}): {event.message}")
+        elif isinstance(event, ToolResult) and not event.ok:
+            turn.problems.append(f"{tag}: {event.name} failed: {event.output[:200]}")
+    tools = sum(1 for e in turn.events if isinstance(e, ToolResult))
+    if tools != steps:
+        turn.problems.append(f"{tag}: {tools} tool results, expected {steps}")
+    if not any(isinstance(e, FinalAnswer) and e.accepted for e in turn.events):
+        turn.problems.append(f"{tag}: no accepted answer")
+    return turn
+
+
+@dataclass(frozen=True)
+class Step:
+    total: float  # seconds between consecutive worker requests
+    model: float
+    tool: float
+
+    @property
+    def overhead(self) -> float:
+        return self.total - self.model - self.tool
+
+
+def steps_of(turn: Turn, calls: list[WorkerCall], steps: int) -> list[Step]:
+    tools = [e.seconds for e in turn.events if isinstance(e, ToolResult)]
+    if [c.step for c in calls] != list(range(steps + 1)) or len(tools) != steps:
+        raise RuntimeError(
+            f"turn {turn.tag} did not follow the script: worker requests at steps {[c.step for c in calls]}, "
+            f"{len(tools)} tool results"
+        )
+    return [Step(calls[k + 1].arrived - calls[k].arrived, calls[k].seconds, tools[k]) for k in range(steps)]
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+@dataclass
+class Results:
+    steps: int
+    runs: int
+    sessions: int
+    samples: list[Step] = field(default_factory=list)
+    concurrent: list[Turn] = field(default_factory=list)
+    wall_s: float = 0.0
+    leaked_processes: int = 0
+    leaked_contexts: int = 0
+
+
+def log(message: str) -> None:
+    print(f"agent_overhead: {message}", file=sys.stderr, flush=True)
+
+
+async def run(steps: int, runs: int, sessions: int) -> Results:
+    results = Results(steps, runs, sessions)
+    with tempfile.TemporaryDirectory(prefix="sidekick-bench-") as tmp, LocalSite() as site, FakeOpenAI() as llm:
+        data = Path(tmp)
+        model = ScriptedModel(site, steps)
+        llm.handler = model
+        settings = Settings(
+            data_dir=data,
+            openai_base_url=llm.base_url,
+            openai_api_key="test",
+            model_retries=0,
+            recursion_limit=2 * steps + 10,  # worker and tools per step, then the evaluator
+            allow_private_network=True,  # the site is on 127.0.0.1
+        )
+        async with contextlib.AsyncExitStack() as shared:
+            pool = BrowserPool(settings)
+            shared.push_async_callback(pool.aclose)
+            await pool.warm()
+            baseline_contexts = pool.open_contexts  # the warm spare
+            store = await Store(data / "sidekick.sqlite").open()
+            shared.push_async_callback(store.aclose)
+            models = Models(settings)
+            shared.push_async_callback(models.aclose)
+
+            async with contextlib.AsyncExitStack() as owned:
+
+                def new_agent(name: str) -> Agent:
+                    session = Session(name, pool)
+                    owned.push_async_callback(session.aclose)
+                    agent = Agent(
+                        settings=settings,
+                        models=models,
+                        store=store,
+                        workspace=data / "ws" / name,
+                        get_browser=session.browser,
+                    )
+                    owned.push_async_callback(agent.aclose)
+                    return agent
+
+                log(f"overhead: 1 warm-up turn, then {runs} turns of {steps} steps in one session…")
+                agent = new_agent("serial")
+                for i in range(-1, runs):
+                    turn = await run_turn(agent, "warmup" if i < 0 else f"r{i}", steps)
+                    if turn.problems:
+                        raise RuntimeError("a measured turn failed: " + "; ".join(turn.problems))
+                    if i >= 0:
+                        results.samples.extend(steps_of(turn, model.calls(turn.tag), steps))
+
+                log(f"concurrency: {sessions} sessions at once…")
+                agents = [new_agent(f"c{i}") for i in range(sessions)]
+                started = time.perf_counter()
+                results.concurrent = list(
+                    await asyncio.gather(*(run_turn(a, f"c{i}", steps) for i, a in enumerate(agents)))
+                )
+                results.wall_s = time.perf_counter() - started
+                for problem in (p for t in results.concurrent for p in t.problems):
+                    log(problem)
+
+            await pool.warm()  # every session is closed: only the spare should be open
+            results.leaked_contexts = max(0, pool.open_contexts - baseline_contexts)
+        results.leaked_processes = await processes_left()
+    return results
+
+
+async def processes_left() -> int:
+    """Our descendant browser and driver processes, after up to EXIT_WAIT s to exit."""
+    deadline = time.monotonic() + EXIT_WAIT
+    while True:
+        left = (await asyncio.to_thread(browser_processes, memory=False)).processes
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        await asyncio.sleep(0.1)
+
+
+# -- reporting -----------------------------------------------------------------------------------
+def ms(seconds: Sequence[float]) -> tuple[float, float]:
+    """(median, p95) in milliseconds."""
+    values = [s * 1000 for s in seconds]
+    return sig(statistics.median(values)), sig(p95(values))
+
+
+def report(results: Results) -> dict[str, Any]:
+    """The ``--json`` object."""
+    samples = results.samples
+    overhead_median, overhead_p95 = ms([s.overhead for s in samples])
+    durations = [t.seconds for t in results.concurrent if t.seconds == t.seconds]  # drop NaN (no Finished)
+    errors = sum(len(t.problems) for t in results.concurrent)
+    return {
+        "steps": results.steps,
+        "runs": results.runs,
+        "overhead_ms": {"median": overhead_median, "p95": overhead_p95},
+        "components_ms": {
+            "step_median": ms([s.total for s in samples])[0],
+            "model_median": ms([s.model for s in samples])[0],
+            "tool_median": ms([s.tool for s in samples])[0],
+        },
+        "concurrent": {
+            "sessions": results.sessions,
+            "errors": errors,
+            "wall_s": sig(results.wall_s),
+            "run_s_median": sig(statistics.median(durations)) if durations else None,
+            "run_s_p95": sig(p95(durations)) if durations else None,
+        },
+        "leaked_processes": results.leaked_processes,
+        "leaked_contexts": results.leaked_contexts,
+        "targets": {
+            "overhead_median<=20ms": overhead_median <= TARGET_MS,
+            "zero_errors": errors == 0,
+        },
+    }
+
+
+def table(data: dict[str, Any], results: Results) -> str:
+    samples = results.samples
+    rows = [
+        ("framework overhead", [s.overhead for s in samples]),
+        ("  step (worker request to next)", [s.total for s in samples]),
+        ("  model (fake's handler)", [s.model for s in samples]),
+        ("  tool (ToolResult.seconds)", [s.tool for s in samples]),
+    ]
+    conc = data["concurrent"]
+    width = max(len(label) for label, _ in rows)
+    lines = [
+        f"Agent overhead: {data['runs']} turns x {data['steps']} steps "
+        f"({len(samples)} steps measured), fake model answering at once, {os.cpu_count()} CPUs",
+        "",
+        f"{'per step (ms)':<{width}}{'median':>10}{'p95':>10}",
+        *(f"{label:<{width}}{ms(values)[0]:>10g}{ms(values)[1]:>10g}" for label, values in rows),
+        "",
+        "overhead = step - model - tool, per step; it includes the HTTP round trip to the fake model",
+        "and the fake's own parsing and serialising (it times nothing itself).",
+        "",
+        f"Concurrency: {conc['sessions']} sessions x {data['steps']} steps at once on one loop",
+        f"  errors {conc['errors']}, wall {conc['wall_s']:g} s, "
+        f"turn median {conc['run_s_median']} s, p95 {conc['run_s_p95']} s",
+        "",
+        f"Left after closing: {data['leaked_processes']} browser/driver processes, {data['leaked_contexts']} contexts",
+        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in data["targets"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.agent_overhead",
+        description="Sidekick's own time per agent step, and many sessions' turns at once.",
+    )
+    parser.add_argument("--steps", type=int, default=5, help="tool steps per task")
+    parser.add_argument("--runs", type=int, default=20, help="turns measured one after another")
+    parser.add_argument("--sessions", type=int, default=10, help="sessions running a task at once")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+    for name in ("steps", "runs", "sessions"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = asyncio.run(run(args.steps, args.runs, args.sessions))
+    data = report(results)
+    print(json.dumps(data) if args.json else table(data, results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
