@@ -146,11 +146,21 @@ class Sidekick:
     def reset(self, session_id: str, timeout: float = 30.0) -> Freed:
         return self._call(self._registry().reset(session_id), timeout)
 
+    def attach(self, session_id: str, timeout: float = 10.0) -> None:
+        """Register a tab as soon as it renders (it shows in the session count; its browser opens later)."""
+        registry = self._registry()
+
+        async def go() -> None:
+            registry.get(session_id)
+
+        self._call(go(), timeout)
+
     def end_session(self, session_id: str) -> None:
         """Free a session without waiting (safe on Streamlit's server thread)."""
-        if self._closed or self.registry is None or not self._runtime.is_running:
+        if self._closed or self.registry is None:
             return
-        self._runtime.submit(self.registry.end(session_id))
+        with contextlib.suppress(RuntimeStoppedError):  # the loop may stop between check and submit
+            self._runtime.submit(self.registry.end(session_id))
 
     # -- the agent -----------------------------------------------------------------------------
     def start_run(
@@ -250,6 +260,11 @@ def _safe(session_id: str) -> str:
 
 _instance: Sidekick | None = None
 _instance_lock = threading.Lock()
+
+
+def current_sidekick() -> Sidekick | None:
+    """The process-wide Sidekick if one was started (never starts one)."""
+    return _instance
 
 
 def get_sidekick(settings: Settings | None = None, *, is_active: Callable[[str], bool] | None = None) -> Sidekick:

@@ -1,8 +1,10 @@
 """Streamlit bindings: the process's Sidekick, this tab's session id, and its release on tab close.
 
-Only this module and ``views.py`` import Streamlit. Live resources never go in ``st.session_state``
-(a reconnecting tab gets its old ``session_state`` back while Streamlit's session cache is rebuilt);
-they live in the core's registry, keyed by Streamlit's session id.
+Only this module and ``views.py`` import Streamlit. Live resources (browser contexts, runs, clients)
+never go in ``st.session_state`` (a reconnecting tab gets its old ``session_state`` back while
+Streamlit's session cache is rebuilt); they live in the core's registry, keyed by Streamlit's session
+id. ``session_state`` holds plain data: the chat, the thread id, and the active run's event queue,
+which always ends with ``Finished`` (a run cancelled by a session's end still emits it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from sidekick.agent import RunHandle
 from sidekick.config import Settings
-from sidekick.core import Sidekick, get_sidekick, new_thread_id
+from sidekick.core import Sidekick, current_sidekick, get_sidekick, new_thread_id
 from sidekick.errors import SidekickError
 from sidekick.events import Event, Finished, Screenshot
 
@@ -56,7 +58,9 @@ def sidekick(settings: Settings) -> Sidekick:
 def _release(handle: SessionHandle) -> None:
     # Runs on Streamlit's server event-loop thread about a second after the tab disconnects:
     # submit the cleanup and return, never wait here.
-    get_sidekick().end_session(handle.id)
+    core = current_sidekick()
+    if core is not None:
+        core.end_session(handle.id)
 
 
 @st.cache_resource(scope="session", on_release=_release, show_spinner=False)

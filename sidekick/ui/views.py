@@ -80,6 +80,7 @@ def render() -> None:
     if core is None:
         st.stop()
     sid = bindings.session_id()
+    friendly(lambda: core.attach(sid), "registering this tab")
     state = bindings.tab_state(core)
     if state.notice:
         st.toast(state.notice, icon="ℹ️")
