@@ -266,6 +266,8 @@ class Guard:
 
         page.on("framenavigated", on_navigated)
         page.on("websocket", on_websocket)
+        # A popup may have committed its first URL before Playwright announced the page.
+        self._check_page(page, page.url, report)
 
     def _check_page(self, page: Page, url: str, report: Report) -> None:
         # about: pages hold nothing from the network; chrome-error: is Chromium's page for a failed load.
