@@ -221,12 +221,15 @@ class SessionBrowser:
         try:
             await self.call(
                 lambda p: p.goto(url, wait_until="domcontentloaded", timeout=seconds * 1000),
-                timeout=seconds + 1,
+                timeout=seconds + 0.5,
                 what=f"Opening {url}",
             )
         except BrowserError as exc:
             if isinstance(exc, BrowserCrashedError | SessionClosedError):
                 raise
+            if "did not finish within" in str(exc) or "Timeout" in str(exc):
+                await self.stop_loading()
+                raise NavigationError(f"{url} did not finish loading within {seconds:g} s.") from None
             if "net::ERR_" in str(exc):
                 # Chromium commits its error page a moment after a failed load; let it, or it
                 # interrupts the session's next navigation.
@@ -235,6 +238,21 @@ class SessionBrowser:
                         await self._page.wait_for_url("chrome-error://**", timeout=1500)
             raise NavigationError(_explain_navigation(url, str(exc))) from None
         return await self.screenshot()
+
+    async def stop_loading(self, timeout: float = 2.0) -> None:
+        """Press the browser's Stop button for a load still pending after we gave up on it.
+
+        Until a navigation commits, Chromium answers no script or screenshot on that page, so every
+        later call would wait on a site that does not answer. Playwright has no call for Stop;
+        Chromium's DevTools protocol does.
+        """
+        with contextlib.suppress(PlaywrightError, TimeoutError, BrowserError):
+            async with asyncio.timeout(timeout):
+                cdp = await self._context.new_cdp_session(self.page)
+                try:
+                    await cdp.send("Page.stopLoading")
+                finally:
+                    await cdp.detach()
 
     async def screenshot(self) -> Screenshot:
         timeout = self._pool.timeouts.action
@@ -264,6 +282,29 @@ class SessionBrowser:
         with contextlib.suppress(PlaywrightError, TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._context.close()
+
+
+def normalize_url(text: str) -> str:
+    """What a person or a model typed, made into an http(s) URL ("example.com/x" gets https://),
+    or a NavigationError that says what is wrong."""
+    url = text.strip()
+    if not url:
+        raise NavigationError("Type a web address, for example https://example.com.")
+    if len(url) > 4096:
+        raise NavigationError("That address is too long (over 4096 characters).")
+    if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in url):
+        raise NavigationError("A web address cannot contain spaces or control characters.")
+    scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)", url)
+    if scheme is None:
+        url = "https://" + url
+    elif scheme.group(1).lower() not in ("http", "https"):
+        raise NavigationError(f"Only http and https addresses can be opened (not {scheme.group(1)[:20]}:).")
+    elif not url.lower().startswith(f"{scheme.group(1).lower()}://"):
+        raise NavigationError(f"{text.strip()[:80]!r} is not a web address; write it like https://example.com.")
+    host = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    if not host or host.startswith(":"):
+        raise NavigationError(f"{text.strip()[:80]!r} is not a web address; write it like https://example.com.")
+    return url
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sidekick.agent import Agent
-from sidekick.browser import BrowserPool, Screenshot, SessionBrowser
-from sidekick.errors import NavigationError, SessionClosedError
+from sidekick.browser import BrowserPool, Screenshot, SessionBrowser, normalize_url
+from sidekick.errors import SessionClosedError
 from sidekick.resources import ProcessReport, browser_processes
 
 log = logging.getLogger(__name__)
@@ -51,26 +51,6 @@ class Freed:
         if self.runs_cancelled:
             parts.append(f"{self.runs_cancelled} run{'s' if self.runs_cancelled != 1 else ''} stopped")
         return "Freed " + ", ".join(parts) + "."
-
-
-def normalize_url(text: str) -> str:
-    """What a person typed in a URL box, made into an http(s) URL, or a clear error."""
-    url = text.strip()
-    if not url:
-        raise NavigationError("Type a web address, for example https://example.com.")
-    if len(url) > 4096:
-        raise NavigationError("That address is too long (over 4096 characters).")
-    if any(ord(c) < 32 or c == "\x7f" for c in url) or " " in url:
-        raise NavigationError("A web address cannot contain spaces or control characters.")
-    if "://" not in url and not url.lower().startswith(("about:", "data:", "file:", "javascript:")):
-        url = "https://" + url
-    scheme = url.split(":", 1)[0].lower()
-    if scheme not in ("http", "https"):
-        raise NavigationError(f"Only http and https addresses can be opened (not {scheme}:).")
-    host = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    if not host or host.startswith(":"):
-        raise NavigationError(f"{text.strip()[:80]!r} is not a web address.")
-    return url
 
 
 class Session:

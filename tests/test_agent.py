@@ -132,7 +132,7 @@ async def test_tool_use_then_answer_accepted(rig: Rig, llm: FakeOpenAI, site: Lo
     evidence = judged["messages"][-1]["content"]
     assert "called navigate" in evidence and "About" in evidence
     # Page text reached the worker inside the untrusted block.
-    tool_msg = [m for m in llm.requests[1]["messages"] if m["role"] == "tool"][0]
+    tool_msg = next(m for m in llm.requests[1]["messages"] if m["role"] == "tool")
     assert "UNTRUSTED CONTENT" in tool_msg["content"]
 
 

@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from sidekick.browser import BrowserPool
+from sidekick.browser import BrowserPool, normalize_url
 from sidekick.errors import NavigationError, SessionClosedError
 from sidekick.resources import browser_processes
-from sidekick.sessions import SessionRegistry, normalize_url
+from sidekick.sessions import SessionRegistry
 from tests.fakes.site import LocalSite
 
 

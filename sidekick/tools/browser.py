@@ -27,7 +27,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page, Request
 
-from sidekick.browser import SessionBrowser
+from sidekick.browser import SessionBrowser, normalize_url
 from sidekick.errors import BrowserError, NavigationError, SessionClosedError, ToolError
 from sidekick.events import Screenshot
 from sidekick.tools.base import ToolContext, untrusted
@@ -93,7 +93,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
             async with asyncio.timeout(budget):
                 text, shot = await action(sb)
         except TimeoutError:
-            await _stop_loading(sb)
+            await sb.stop_loading(STOP_SECONDS)
             await _emit_screenshot(ctx, sb)
             raise ToolError(f"{what} did not finish within the {budget:g} s time limit.") from None
         except (BrowserError, SessionClosedError) as exc:
@@ -138,7 +138,10 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         return untrusted(text, source=_line(page.url), limit=GLIMPSE_CHARS)
 
     async def navigate(url: str) -> str:
-        target = _web_url(url)
+        try:
+            target = normalize_url(url)
+        except NavigationError as exc:
+            raise ToolError(str(exc)) from None
 
         async def act(sb: SessionBrowser) -> Outcome:
             shot = await sb.goto(target, timeout=inner)
@@ -426,22 +429,6 @@ class _Watch:
         self.started.set()
 
 
-async def _stop_loading(sb: SessionBrowser) -> None:
-    """Stop a load still pending after a tool gave up on it.
-
-    Until a navigation commits, Chromium answers no script or screenshot on that page, so every
-    later tool would wait on a site that does not answer. Playwright has no call for the Stop
-    button; Chromium's DevTools protocol does.
-    """
-    with contextlib.suppress(PlaywrightError, TimeoutError, BrowserError, SessionClosedError):
-        async with asyncio.timeout(STOP_SECONDS):
-            cdp = await sb.context.new_cdp_session(sb.page)
-            try:
-                await cdp.send("Page.stopLoading")
-            finally:
-                await cdp.detach()
-
-
 async def _first_visible(page: Page, candidates: list[Locator]) -> Locator | None:
     """The first visible element of the first locator that has one."""
     for locator in candidates:
@@ -479,26 +466,6 @@ def _line(text: str, limit: int = 200) -> str:
     """Site-chosen text (a title, a URL) made safe to show outside an untrusted block."""
     flat = " ".join(text.split()).replace("<<<", "‹‹‹").replace(">>>", "›››")
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _web_url(text: str) -> str:
-    """An http(s) URL from what the model wrote ("example.com/x" gets https://), or a ToolError."""
-    url = text.strip()
-    if not url:
-        raise ToolError("navigate needs a web address, for example https://example.com.")
-    if len(url) > 4096 or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in url):
-        raise ToolError("That is not a web address: it is too long or contains spaces or control characters.")
-    scheme = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)", url)
-    if scheme is None:
-        url = "https://" + url
-    elif scheme.group(1).lower() not in ("http", "https"):
-        raise ToolError(f"Only http and https addresses can be opened, not {_line(scheme.group(1), 20)}: ones.")
-    elif not url.lower().startswith(f"{scheme.group(1).lower()}://"):
-        raise ToolError(f"{_quote(url)} is not a web address; write it like https://example.com.")
-    host = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
-    if not host or host.startswith(":"):
-        raise ToolError(f"{_quote(text.strip())} is not a web address; write it like https://example.com.")
-    return url
 
 
 def _quote(target: str) -> str:

@@ -151,7 +151,7 @@ async def test_non_web_schemes_are_refused_before_the_browser_acts(
 
 
 async def test_an_empty_or_spaced_address_is_refused(tools: dict[str, BaseTool]) -> None:
-    with pytest.raises(ToolError, match="needs a web address"):
+    with pytest.raises(ToolError, match="Type a web address"):
         await use(tools, "navigate", url="  ")
     with pytest.raises(ToolError, match="spaces"):
         await use(tools, "navigate", url="example .com")
