@@ -166,7 +166,7 @@ async def run_turn(agent: Agent, tag: str, steps: int) -> Turn:
         async with asyncio.timeout(RUN_TIMEOUT):
             # `done` is a threading.Event (for the UI's thread), set on this loop: polling it is
             # cheap, where a waiting thread per turn would fill the default executor.
-            while not handle.done.is_set():  # noqa: ASYNC110
+            while not handle.done.is_set():
                 await asyncio.sleep(POLL)
         turn.events = handle.drain()
     except TimeoutError:

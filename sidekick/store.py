@@ -40,6 +40,9 @@ class Store:
             saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(self.path)))
             await saver.setup()
             async with saver.lock:
+                # WAL (set by the saver) with NORMAL sync survives an application crash; only a power
+                # loss can drop the last commits, and no fsync stalls the lock every session shares.
+                await saver.conn.execute("PRAGMA synchronous=NORMAL")
                 await saver.conn.execute(
                     "CREATE TABLE IF NOT EXISTS conversations ("
                     "thread_id TEXT PRIMARY KEY, title TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
