@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Frame, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
@@ -123,11 +123,18 @@ async def _bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
 
 
 class Guard(Protocol):
-    """The web policy as the pool uses it (implemented by ``sidekick.guard.Guard``)."""
+    """The web policy as the pool uses it (implemented by ``sidekick.guard.Guard``); the pool owns it:
+    starts it before launching Chromium and closes it last."""
+
+    async def start(self) -> None: ...
+
+    def launch_args(self) -> list[str]: ...
 
     async def check(self, url: str) -> Verdict: ...
 
     async def install(self, context: BrowserContext, report: Callable[[str, str], None]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class BlockSink:
@@ -135,10 +142,12 @@ class BlockSink:
 
     def __init__(self) -> None:
         self.count = 0
+        self.last_reason = ""
         self.target: Callable[[str, str], None] | None = None
 
     def __call__(self, url: str, reason: str) -> None:
         self.count += 1
+        self.last_reason = reason
         if self.target is not None:
             self.target(url, reason)
 
@@ -218,6 +227,18 @@ class SessionBrowser:
             if not verdict.allowed:
                 self.blocked(url, verdict.reason)
                 raise NavigationError(f"Sidekick's web policy did not open {url}: {verdict.reason}")
+        page = self.page
+        blocks_before = self.blocked.count
+        # Chromium commits its error page a moment after a failed load; unless we wait for it, it
+        # interrupts the session's next navigation. Listen from before the load, so an error page
+        # that was already showing does not count.
+        error_page: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_navigated(frame: Frame) -> None:
+            if frame == page.main_frame and frame.url.startswith("chrome-error:") and not error_page.done():
+                error_page.set_result(None)
+
+        page.on("framenavigated", on_navigated)
         try:
             await self.call(
                 lambda p: p.goto(url, wait_until="domcontentloaded", timeout=seconds * 1000),
@@ -231,12 +252,16 @@ class SessionBrowser:
                 await self.stop_loading()
                 raise NavigationError(f"{url} did not finish loading within {seconds:g} s.") from None
             if "net::ERR_" in str(exc):
-                # Chromium commits its error page a moment after a failed load; let it, or it
-                # interrupts the session's next navigation.
-                with contextlib.suppress(PlaywrightError, TimeoutError):
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(2):
-                        await self._page.wait_for_url("chrome-error://**", timeout=1500)
+                        await error_page
+            if self.blocked.count > blocks_before and self.blocked.last_reason:
+                raise NavigationError(
+                    f"Sidekick's web policy blocked where {url} leads: {self.blocked.last_reason}"
+                ) from None
             raise NavigationError(_explain_navigation(url, str(exc))) from None
+        finally:
+            page.remove_listener("framenavigated", on_navigated)
         return await self.screenshot()
 
     async def stop_loading(self, timeout: float = 2.0) -> None:
@@ -324,6 +349,7 @@ _NET_ERRORS = {
     "ERR_TOO_MANY_REDIRECTS": "it redirects in a loop",
     "ERR_UNSAFE_PORT": "browsers refuse that port",
     "ERR_INVALID_URL": "the address is not valid",
+    "ERR_SOCKS_CONNECTION_FAILED": "it could not be reached, or Sidekick's web policy blocked where it leads",
 }
 
 
@@ -421,6 +447,10 @@ class BrowserPool:
                 return self._browser  # type: ignore[return-value]
             await self._drop_browser()
             executable = find_browser(self.settings)
+            args = launch_args()
+            if self.guard is not None:
+                await _bounded(self.guard.start(), self.timeouts.launch, "Starting the web policy proxy")
+                args += self.guard.launch_args()
             mains_before = await asyncio.to_thread(browser_main_pids)
             for attempt in (1, 2):
                 if self._playwright is None:
@@ -432,7 +462,7 @@ class BrowserPool:
                         self._playwright.chromium.launch(
                             executable_path=executable,
                             headless=self.settings.headless,
-                            args=launch_args(),
+                            args=args,
                             timeout=self.timeouts.launch * 1000,
                         ),
                         self.timeouts.launch + 2,
@@ -590,6 +620,10 @@ class BrowserPool:
                 timed_out = True
             except Exception:
                 pass
+        if self.guard is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeouts.close):
+                    await self.guard.aclose()
         if timed_out:
             killed = kill_browser_processes()
             log.warning("Browser close timed out; killed %d leftover processes.", killed)

@@ -26,6 +26,7 @@ from sidekick.browser import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import RuntimeStoppedError, SidekickError
 from sidekick.events import Screenshot
+from sidekick.guard import Guard
 from sidekick.models import Models, model_configured
 from sidekick.resources import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runtime import LoopThread
@@ -99,7 +100,7 @@ class Sidekick:
             models = Models(self.settings) if model_configured(self.settings) else None
             if models is not None:
                 stack.push_async_callback(models.aclose)
-            pool = BrowserPool(self.settings)
+            pool = BrowserPool(self.settings, guard=Guard(self.settings.url_policy()))
             stack.push_async_callback(pool.aclose)
             registry = SessionRegistry(
                 pool,

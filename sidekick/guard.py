@@ -1,46 +1,48 @@
-"""The web policy enforced on everything a browser context loads, not only the pages the agent opens.
+"""The web policy, enforced on everything a browser context loads, not only on what the agent opens.
 
 A :class:`Guard` applies one :class:`~sidekick.policy.UrlPolicy` at two layers:
 
-1. **A SOCKS5 proxy on 127.0.0.1, which is where the policy is enforced.** Chromium is launched with
-   :meth:`Guard.launch_args`, so every connection it makes (pages, sub-resources, redirect hops,
-   WebSockets, workers, prefetches, Chromium's own background requests) asks the proxy for a
-   host and port. The proxy resolves the name itself, checks the policy on every address, and
-   connects to an address it checked, so a second DNS answer cannot move the connection elsewhere
-   (DNS rebinding). Chromium itself cannot resolve any name (``--host-resolver-rules``) and WebRTC
-   may not send UDP around the proxy. A refusal fails the request with
-   ``net::ERR_SOCKS_CONNECTION_FAILED``.
-2. **Playwright hooks installed on each context** (:meth:`Guard.install`), which attribute blocks to
-   the session. They also stop requests before any connection, and catch what never reaches the network:
+1. **A SOCKS5 proxy on 127.0.0.1 enforces it.** Chromium is launched with :meth:`Guard.launch_args`, so
+   every connection it makes asks the proxy for a host and port: pages, sub-resources, redirect hops,
+   WebSockets, workers, prefetches and Chromium's own background requests. The proxy resolves the
+   name itself, checks the policy on every address, and connects to an address it checked, so a
+   second DNS answer cannot send the connection elsewhere (DNS rebinding). Chromium cannot resolve
+   names itself (``--host-resolver-rules``), and WebRTC may not send UDP around the proxy. Chromium
+   fails a refused request with ``net::ERR_SOCKS_CONNECTION_FAILED``, the same error it gives
+   when the proxy cannot reach an allowed site.
+2. **Playwright hooks on each context** (:meth:`Guard.install`) name the session and the reason, stop
+   requests before any connection, and catch pages that never touch the network:
 
-   - ``context.route("**/*")`` checks every request Playwright routes. A denied request is aborted
-     (``net::ERR_BLOCKED_BY_CLIENT``); an allowed one falls back to later handlers and then the
-     network.
-   - ``requestfailed`` reports the requests the proxy refused. These are mostly redirect hops,
-     which Playwright never routes: its driver continues each hop itself, even after
-     ``route.fulfill`` with a 3xx, so ``route.fetch(max_redirects=0)`` plus ``fulfill`` can check
-     only the first ``Location``. A second hop from an allowed server would still go out unchecked.
-   - The page ``websocket`` event reports WebSockets to denied hosts (the proxy blocks them).
-     ``route_web_socket`` is not used. It swaps the page's ``WebSocket`` for a script mock, and the
-     Node driver then opens the allowed ones, outside the proxy.
-   - After each main-frame navigation, the page's URL is checked without DNS. A page that ends up on
-     ``file:``, ``data:``, ``blob:`` or any other denied URL (a script's ``blob:`` navigation, or a
-     tool calling ``page.goto`` directly) is reported and sent to ``about:blank``. Chromium itself
-     refuses ``file:`` popups and page-initiated top-level ``data:`` navigations.
+   - ``context.route("**/*")`` checks every routed request, ``file:`` included. A denied one is
+     aborted (``net::ERR_BLOCKED_BY_CLIENT``); an allowed one falls back to other handlers, then the
+     network. Redirect hops are never routed. The Playwright driver continues each one itself, even
+     after ``route.fulfill`` with a 3xx, so ``route.fetch(max_redirects=0)`` plus ``fulfill`` could
+     check only the first ``Location``. A second hop from an allowed server would go out unchecked.
+     That is why the proxy is the layer that enforces the policy.
+   - ``requestfailed`` reports the requests the proxy refused, which are mostly redirect hops.
+   - The page ``websocket`` event reports WebSockets to denied hosts; the proxy blocks them.
+     ``route_web_socket`` is not used: it replaces the page's ``WebSocket`` with a scripted mock,
+     and the Node driver then opens the allowed sockets itself, outside the proxy.
+   - The page URL is checked after every main-frame navigation, without DNS. A page that ends up on a
+     denied URL is reported and sent to ``about:blank``: a ``blob:`` URL a script navigated to, or a
+     ``data:`` URL that code opened with ``page.goto`` directly. Chromium itself refuses ``file:``
+     popups and top-level ``data:`` navigations that a page starts.
 
-Measured with one ``/long`` page (20 KB) from the test site on two cores, median of 20 loads:
-no guard 6.9 ms; proxy only 7.4 ms; proxy and hooks 9.6 ms. With 100 images: 64, 60 and 180 ms, so
-routing adds about 1.2 ms per sub-resource, most of it Playwright's round trip through the driver.
-Routing also turns off Chromium's HTTP cache for the context. The route layer is kept because it
-names the session and the reason at once, and it blocks before any connection is made.
+Cost, measured on 2 busy cores (load average about 20) as the median of 15 loads of the test site,
+over three rounds. ``/long`` (one 20 KB page) took 79-105 ms without the guard, 57-87 ms through the
+proxy only, and 97-133 ms with proxy and hooks. A page with 100 images took 1.05-1.12 s, 1.07-1.12 s
+and 1.08-1.17 s. The route layer costs a round trip through the driver per request, under 1 ms, and
+Playwright turns off Chromium's HTTP cache for any context with routes. The route layer stays
+anyway: it blocks before any connection is made and says at once which session was blocked, and why.
 
-DNS answers are cached per host name for ``cache_seconds`` (failures for 2 s), and lookups of the
-same name already under way are shared. That way a page with 200 sub-resources costs one lookup.
-Only addresses are cached, never verdicts, so a new :attr:`Guard.policy` applies to the next request.
+DNS answers are cached per host name for ``cache_seconds`` (failures for 2 s), and lookups of a name
+already under way are shared, so a page with 200 sub-resources costs one lookup. Only addresses are
+cached, never verdicts, so assigning a new :attr:`Guard.policy` applies it from the next request on.
 
 Limits: Playwright's own HTTP client (``context.request``, ``route.fetch``) runs in the Node driver,
-outside the proxy, so Sidekick must not use it for page traffic. ``blob:``/``data:`` sub-resources
-and iframes never touch the network and are not checked.
+outside the proxy, so page traffic must not use it. A denied WebSocket opened by a worker is blocked
+but not reported. ``blob:``/``data:`` sub-resources and iframes stay inside the browser and are not
+checked.
 """
 
 from __future__ import annotations
@@ -158,10 +160,9 @@ class Guard:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for stream in self._streams:
+        for stream in list(self._streams):
             stream.transport.abort()  # each connection's handler then finishes on its own
-        pending: list[asyncio.Task[Any]] = [t for t in self._tasks if t not in self._connections]
-        pending += [entry.task for entry in self._lookups.values()]
+        pending: list[asyncio.Task[Any]] = [*self._tasks, *(entry.task for entry in self._lookups.values())]
         for task in pending:
             task.cancel()
         waiting = [t for t in (*pending, *self._connections) if not t.done()]

@@ -36,6 +36,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, llm: FakeOpenAI) -> dic
         "SIDEKICK_DATA_DIR": str(tmp_path / "data"),
         "SIDEKICK_MODEL_RETRIES": "0",
         "SIDEKICK_MODEL_TIMEOUT": "5",
+        "SIDEKICK_ALLOW_PRIVATE_NETWORK": "1",  # the test site is on 127.0.0.1
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

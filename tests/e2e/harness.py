@@ -234,7 +234,8 @@ class _PortTaken(Exception):
 
 
 def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
-    """The dashboard as the e2e tests want it: fast session release, a private data folder, no model.
+    """The dashboard as the e2e tests want it: fast session release, a private data folder, no model,
+    local pages allowed.
 
     An empty secrets file stands in for `.streamlit/secrets.toml`, so a developer's real API key
     never reaches these tests (Streamlit copies root-level secrets into the environment).
@@ -246,6 +247,8 @@ def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
         "SIDEKICK_SESSION_GRACE_SECONDS": "1",
         "SIDEKICK_DATA_DIR": str(workdir / "data"),
         "OPENAI_API_KEY": None,
+        # The test site lives on 127.0.0.1, which the web policy denies by default.
+        "SIDEKICK_ALLOW_PRIVATE_NETWORK": "1",
         **env,
     }
     return DashboardServer(workdir, env=overrides, args=["--secrets.files", str(secrets)])
