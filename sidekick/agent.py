@@ -29,7 +29,7 @@ from langgraph.types import Command
 from sidekick import prompts
 from sidekick.browser import SessionBrowser
 from sidekick.config import Settings
-from sidekick.errors import ConfigError, RunInProgressError, SidekickError
+from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
 from sidekick.events import (
     ApprovalNeeded,
     Cancelled,
@@ -248,6 +248,8 @@ class Agent:
             outcome = "answer"
         except ConfigError as exc:
             emit(ErrorEvent(message=str(exc), category="config"))
+        except ModelError as exc:
+            emit(ErrorEvent(message=str(exc), category="model"))
         except SidekickError as exc:
             emit(ErrorEvent(message=str(exc), category="internal"))
         except Exception as exc:
@@ -304,11 +306,13 @@ class Agent:
         messages: list[BaseMessage] = snapshot.values.get("messages", []) if snapshot.values else []
         answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
         for message in reversed(messages):
-            if isinstance(message, AIMessage) and message.tool_calls:
+            if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
+                calls: list[tuple[str | None, str | None]] = [(c["id"], c["name"]) for c in message.tool_calls]
+                calls += [(c.get("id"), c.get("name")) for c in message.invalid_tool_calls]
                 missing = [
-                    ToolMessage(content=INTERRUPTED, tool_call_id=str(c["id"]), name=c["name"])
-                    for c in message.tool_calls
-                    if c["id"] not in answered
+                    ToolMessage(content=INTERRUPTED, tool_call_id=str(call_id), name=str(name or "unknown"))
+                    for call_id, name in calls
+                    if call_id and call_id not in answered
                 ]
                 if missing:
                     await graph.aupdate_state(config, {"messages": missing}, as_node="tools")

@@ -18,10 +18,10 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import BaseTool
@@ -33,11 +33,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from sidekick import prompts
 from sidekick.config import Settings
-from sidekick.errors import SidekickError
+from sidekick.errors import ModelError, SidekickError
 from sidekick.events import CriterionCheck, Event, Screenshot, ToolCall, ToolResult, Verdict
 from sidekick.models import Models
 from sidekick.state import State
 
+T = TypeVar("T")
 EVIDENCE_CHARS = 600  # of each tool result, for the evaluator
 EVIDENCE_TOTAL = 12_000
 
@@ -90,8 +91,8 @@ def text_of(message: BaseMessage) -> str:
 
 
 def is_question(message: BaseMessage) -> bool:
-    return isinstance(message, AIMessage) and not message.tool_calls and text_of(message).lstrip().startswith(
-        "Question:"
+    return (
+        isinstance(message, AIMessage) and not message.tool_calls and text_of(message).lstrip().startswith("Question:")
     )
 
 
@@ -143,7 +144,7 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
                     ]
                 )
             )
-        response = await worker_llm.ainvoke(messages)
+        response = await read_model(worker_llm.ainvoke(messages), settings)
         deps.stats().add(response)
         update: dict[str, Any] = {"messages": [response]}
         if is_question(response):
@@ -152,7 +153,7 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
 
     def after_worker(state: State) -> Literal["tools", "evaluator", "__end__"]:
         last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls:
+        if isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls):
             return "tools"
         if state.get("outcome") == "question":
             return "__end__"
@@ -172,6 +173,17 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
                     ok = answer.get("approved") if isinstance(answer, dict) else answer
                     approved[str(call["id"])] = bool(ok)
         results: list[ToolMessage] = []
+        for bad in last.invalid_tool_calls:
+            # Arguments that were not JSON: the call still needs a result, or the thread is invalid
+            # for the model server from here on.
+            call_id, name = str(bad.get("id") or ""), str(bad.get("name") or "unknown")
+            output = (
+                f"Error: the arguments for {name} were not valid JSON ({bad.get('error') or 'unreadable'}); "
+                "call it again with a JSON object."
+            )
+            deps.emit(ToolCall(call_id=call_id, name=name, args={"raw": str(bad.get("args") or "")[:200]}))
+            deps.emit(ToolResult(call_id=call_id, name=name, output=output, ok=False, seconds=0.0))
+            results.append(ToolMessage(content=output, tool_call_id=call_id, name=name))
         for call in calls:
             call_id = str(call["id"])
             deps.emit(ToolCall(call_id=call_id, name=call["name"], args=dict(call["args"])))
@@ -194,19 +206,22 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
         answer = text_of(state["messages"][-1])
         criteria = prompts.split_criteria(state["criteria"])
         previous = f"\nEarlier feedback this turn: {state['feedback']}\n" if state.get("feedback") else ""
-        result = await evaluator_llm.ainvoke(
-            [
-                SystemMessage(prompts.EVALUATOR),
-                HumanMessage(
-                    prompts.EVALUATOR_INPUT.format(
-                        request=request,
-                        criteria=prompts.numbered(criteria),
-                        evidence=render_evidence(turn[:-1]),
-                        answer=answer or "(empty)",
-                        previous=previous,
-                    )
-                ),
-            ]
+        result = await read_model(
+            evaluator_llm.ainvoke(
+                [
+                    SystemMessage(prompts.EVALUATOR),
+                    HumanMessage(
+                        prompts.EVALUATOR_INPUT.format(
+                            request=request,
+                            criteria=prompts.numbered(criteria),
+                            evidence=render_evidence(turn[:-1]),
+                            answer=answer or "(empty)",
+                            previous=previous,
+                        )
+                    ),
+                ]
+            ),
+            settings,
         )
         deps.stats().add(result.get("raw"))
         parsed: EvaluationModel | None = result.get("parsed")
@@ -242,6 +257,19 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
     graph.add_edge("tools", "worker")
     graph.add_conditional_edges("evaluator", after_evaluator, ["worker", END])
     return graph.compile(checkpointer=checkpointer, name="sidekick")
+
+
+async def read_model(call: Awaitable[T], settings: Settings) -> T:
+    """Await a model call; a reply the client cannot parse (truncated JSON, an HTML error page with
+    status 200) becomes a ModelError that says so, instead of an internal error."""
+    try:
+        return await call
+    except (ValueError, LookupError, TypeError) as exc:
+        where = settings.openai_base_url or "OpenAI"
+        raise ModelError(
+            f"The model server ({where}) sent a reply Sidekick could not read ({type(exc).__name__}). "
+            "Check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint."
+        ) from None
 
 
 def align_checks(criteria: list[str], checks: Sequence[CheckModel]) -> tuple[CriterionCheck, ...]:

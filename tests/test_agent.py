@@ -1,24 +1,20 @@
-"""The agent end to end on one loop: real HTTP to the fake model, real Chromium, a real SQLite file."""
+"""The agent end to end on one loop: real HTTP to the fake model, real Chromium, a real SQLite file.
+Fixtures ``llm`` and ``rig`` are in conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from sidekick.agent import INTERRUPTED, Agent, RunHandle
+from sidekick.agent import INTERRUPTED, Agent
 from sidekick.browser import BrowserPool
-from sidekick.config import Settings
 from sidekick.errors import RunInProgressError, SidekickError
 from sidekick.events import (
     ApprovalNeeded,
     Cancelled,
     ErrorEvent,
-    Event,
     FinalAnswer,
     Finished,
     Question,
@@ -28,84 +24,11 @@ from sidekick.events import (
     ToolResult,
     Verdict,
 )
-from sidekick.models import Models
 from sidekick.sessions import Session
 from sidekick.store import Store
+from tests.agent_support import Rig, collect, of, verdict
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.site import LocalSite
-
-
-def verdict(met: bool | list[bool], feedback: str = "ok", needs_user: bool = False) -> Reply:
-    mets = met if isinstance(met, list) else [met]
-    return Reply.json(
-        {
-            "checks": [{"criterion": f"c{i}", "met": m, "evidence": f"evidence {i}"} for i, m in enumerate(mets)],
-            "success_criteria_met": all(mets),
-            "user_input_needed": needs_user,
-            "feedback": feedback,
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(llm: FakeOpenAI) -> None:
-    llm.reset()
-
-
-@dataclasses.dataclass
-class Rig:
-    settings: Settings
-    store: Store
-    models: Models
-    session: Session
-    agent: Agent
-
-    async def run(self, message: str, criteria: str = "The answer is clear", thread: str = "t1") -> list[Event]:
-        return await collect(await self.agent.start(message, criteria, thread))
-
-
-async def collect(handle: RunHandle, timeout: float = 30.0) -> list[Event]:
-    events: list[Event] = []
-    async with asyncio.timeout(timeout):
-        while not events or not isinstance(events[-1], Finished):
-            events.extend(handle.drain())
-            await asyncio.sleep(0.01)
-    return events
-
-
-def of(events: list[Event], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, pool: BrowserPool, llm: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    overrides = getattr(request, "param", {})
-    settings = Settings(
-        data_dir=tmp_path,
-        openai_base_url=llm.base_url,
-        openai_api_key="test",
-        model_retries=0,
-        model_timeout_seconds=5,
-        tool_timeout_seconds=5,
-        **overrides,
-    )
-    store = await Store(tmp_path / "sidekick.sqlite").open()
-    models = Models(settings)
-    session = Session("s1", pool)
-    agent = Agent(settings=settings, models=models, store=store, workspace=tmp_path / "ws", get_browser=session.browser)
-    try:
-        yield Rig(settings, store, models, session, agent)
-    finally:
-        await agent.aclose()
-        await session.aclose()
-        await models.aclose()
-        await store.aclose()
 
 
 async def test_tool_use_then_answer_accepted(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:

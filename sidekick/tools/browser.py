@@ -52,7 +52,9 @@ LOAD_SECONDS = 5.0
 # A selector rather than words: it has CSS punctuation, or is one lowercase tag name such as "button".
 _CSS_HINT = re.compile(r"[#.\[\]>=:*~]|^[a-z][a-z0-9-]*$")
 
-_PAGE_TEXT_JS = "() => (document.body || document.documentElement)?.innerText ?? ''"
+# Cut in the page: a 10 MB page would otherwise cross the driver whole before we cap it.
+_PAGE_TEXT_JS = "(n) => ((document.body || document.documentElement)?.innerText ?? '').slice(0, n)"
+RAW_TEXT_CHARS = 100_000
 _LINKS_JS = """() => Array.from(document.querySelectorAll('a[href]'), a => [
   a.innerText || a.getAttribute('aria-label') || a.title || a.querySelector('img[alt]')?.alt || '',
   a.href,
@@ -445,7 +447,7 @@ async def _first_visible(page: Page, candidates: list[Locator]) -> Locator | Non
 
 async def _page_text(page: Page) -> str:
     """The page's visible text: one line per line, spaces collapsed, blank lines dropped."""
-    raw = await page.evaluate(_PAGE_TEXT_JS)
+    raw = await page.evaluate(_PAGE_TEXT_JS, RAW_TEXT_CHARS)
     lines = (" ".join(line.split()) for line in str(raw).splitlines())
     return "\n".join(line for line in lines if line)
 
