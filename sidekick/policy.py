@@ -15,10 +15,11 @@ A URL is allowed when all of these hold:
   link-local (cloud metadata), CGNAT, multicast, reserved or otherwise non-public. IPv6 addresses that
   embed an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4) are judged by that address.
 
-Limits worth knowing: Chromium resolves the name again on its own, so a DNS server that answers
-differently the second time (DNS rebinding) can still reach a private address; only pinning the
-address (a proxy, or ``--host-resolver-rules``) closes that. :func:`check_url_static` skips resolution
-entirely and so only catches literal addresses and names.
+Limits worth knowing: this module judges URLs and the addresses a name resolves to; it connects to
+nothing. Chromium would resolve the name again on its own, so a DNS server that answers differently the
+second time (DNS rebinding) could still reach a private address; ``sidekick.guard`` closes that by
+making every connection through its proxy, which connects only to the address it checked.
+:func:`check_url_static` skips resolution entirely and so only catches literal addresses and names.
 """
 
 from __future__ import annotations
