@@ -15,6 +15,7 @@ import logging
 import re
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sidekick.tools.registry import availability
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+PROCESS_CACHE_SECONDS = 2.0
 THREAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -75,6 +77,7 @@ class Sidekick:
         self.models: Models | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._process_cache: tuple[float, ProcessReport] | None = None
 
     @property
     def runtime(self) -> LoopThread:
@@ -145,7 +148,18 @@ class Sidekick:
         return self._call(go(), timeout)
 
     def reset(self, session_id: str, timeout: float = 30.0) -> Freed:
-        return self._call(self._registry().reset(session_id), timeout)
+        freed = self._call(self._registry().reset(session_id), timeout)
+        self._process_cache = None
+        return freed
+
+    def _processes(self) -> ProcessReport:
+        """Browser processes and their memory, at most PROCESS_CACHE_SECONDS old: reading PSS for
+        every Chromium process costs about 100 ms, and every rerun of every tab shows it."""
+        cached = self._process_cache
+        now = time.monotonic()
+        if cached is None or now - cached[0] > PROCESS_CACHE_SECONDS:
+            cached = self._process_cache = (now, browser_processes())
+        return cached[1]
 
     def attach(self, session_id: str, timeout: float = 10.0) -> None:
         """Register a tab as soon as it renders (it shows in the session count; its browser opens later)."""
@@ -234,7 +248,7 @@ class Sidekick:
             sessions=sessions,
             sessions_with_browser=with_browser,
             contexts=contexts,
-            processes=browser_processes(),
+            processes=self._processes(),
             server_mb=self_memory_bytes() / 2**20,
             launches=pool.launches,
             crashes=pool.crashes,

@@ -101,12 +101,13 @@ class TabState:
     def current(self) -> Turn | None:
         return self.turns[-1] if self.turns else None
 
-    def absorb(self) -> list[Event]:
-        """Move queued events of the active run into the current turn; end the run on Finished."""
+    def absorb(self, timeout: float = 0.0) -> list[Event]:
+        """Move queued events of the active run into the current turn (waiting up to ``timeout`` for
+        the first); end the run on Finished."""
         run, turn = self.run, self.current()
         if run is None or turn is None:
             return []
-        new = run.drain()
+        new = run.drain(timeout)
         turn.events.extend(new)
         if any(isinstance(e, Finished) for e in new):
             self.run = None

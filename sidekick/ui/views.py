@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -109,21 +108,24 @@ def render() -> None:
     if state.run is not None and stop_slot.button("Stop", icon="⏹️", type="primary", help="Stop the run in progress."):
         friendly(lambda: core.cancel_run(sid), "stopping the run")
 
-    def redraw() -> None:
+    def redraw_shot() -> None:
+        with shot_slot.container():
+            screenshot_view(state)
+
+    def redraw_turn() -> None:
         with live.container():
             turn = state.current()
             if turn is not None:
                 render_turn(turn, live=state.run is not None)
                 approval_buttons(core, sid, state)
-        with shot_slot.container():
-            screenshot_view(state)
 
     state.absorb()
-    redraw()
+    redraw_shot()  # first: it is what a person watches, and the turn's redraw grows with its steps
+    redraw_turn()
     with panel:  # filled after this run's actions, so it counts what they opened or freed
         resources_panel(core)
     if state.run is not None:
-        follow_run(state, redraw)
+        follow_run(state, redraw_shot, redraw_turn)
 
 
 # -- sidebar ---------------------------------------------------------------------------------------
@@ -207,13 +209,16 @@ def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria:
         state.start_turn(Turn(user=prompt, criteria=criteria), handle)
 
 
-def follow_run(state: TabState, redraw: Callable[[], None]) -> None:
-    """Drain the run's events and redraw as they come. A click interrupts this (Streamlit raises a
-    BaseException at the next st.* call); the rerun resumes from the events kept in session_state."""
+def follow_run(state: TabState, redraw_shot: Callable[[], None], redraw_turn: Callable[[], None]) -> None:
+    """Wait for the run's events and redraw what they change, as they come. A click interrupts this
+    (Streamlit raises a BaseException at the next st.* call); the rerun resumes from the events kept
+    in session_state."""
     while state.run is not None:
-        time.sleep(POLL_SECONDS)
-        if state.absorb():
-            redraw()
+        new = state.absorb(timeout=POLL_SECONDS)
+        if any(isinstance(e, Screenshot) for e in new):
+            redraw_shot()
+        if any(not isinstance(e, Screenshot) for e in new):
+            redraw_turn()
     st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
 
@@ -345,9 +350,10 @@ def screenshot_view(state: TabState) -> None:
         index = st.slider("Screenshot", 1, len(shots), len(shots), key=f"shot-{len(shots)}") - 1
     shot = shots[index]
     st.caption(f"**{shot.title or 'Untitled'}** — {shot.url}")
-    st.image(shot.png, width="stretch")
+    # PNG as it is: the default re-encodes every screenshot as JPEG on each redraw (30-190 ms each).
+    st.image(shot.png, width="stretch", output_format="PNG")
     if len(shots) > 1:
         recent = shots[-6:]
         cols = st.columns(len(recent))
         for col, s in zip(cols, recent, strict=True):
-            col.image(s.png, width="stretch", caption=(s.title or "")[:18])
+            col.image(s.png, width="stretch", caption=(s.title or "")[:18], output_format="PNG")

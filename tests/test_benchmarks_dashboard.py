@@ -1,0 +1,48 @@
+"""The dashboard benchmark drives the real app in a real browser and reports well-formed, sane numbers.
+
+It runs as a subprocess, as a user would run it: the dashboard server and both browsers are its own
+descendants, and stdout must be exactly one JSON object. Small: 3 screens, 2 repetitions.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENS = 3
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+
+def test_dashboard_benchmark_reports_positive_timings() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.dashboard", "--screens", str(SCREENS), "--repeats", "2", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)  # exactly one JSON object: anything else fails to parse
+
+    assert set(data) == {"page_usable_s", "screenshot_visible_ms", "reset_free_s", "targets", "method"}
+
+    usable = data["page_usable_s"]
+    assert set(usable) == {"median", "p95"}
+    assert 0 < usable["median"] <= usable["p95"] < 60
+
+    visible = data["screenshot_visible_ms"]
+    assert set(visible) == {"median", "p95", "n"}
+    assert 1 <= visible["n"] <= SCREENS
+    assert 0 < visible["median"] <= visible["p95"] < 60_000
+
+    assert set(data["reset_free_s"]) == {"median"}
+    assert 0 < data["reset_free_s"]["median"] < 15
+
+    assert len(data["targets"]) == 3
+    assert all(isinstance(v, bool) for v in data["targets"].values())
+    assert {"page_usable_s", "screenshot_visible_ms", "reset_free_s"} <= set(data["method"])
+    assert all(isinstance(v, str) and v for v in data["method"].values())
