@@ -282,6 +282,16 @@ def current_sidekick() -> Sidekick | None:
     return _instance
 
 
+def close_sidekick() -> None:
+    """Close the process-wide Sidekick now (tests, or an embedding app that restarts it)."""
+    global _instance
+    with _instance_lock:
+        instance, _instance = _instance, None
+    if instance is not None:
+        atexit.unregister(instance.close)
+        instance.close()
+
+
 def get_sidekick(settings: Settings | None = None, *, is_active: Callable[[str], bool] | None = None) -> Sidekick:
     """The process-wide Sidekick, started on first call and closed at exit (atexit and SIGTERM)."""
     global _instance

@@ -32,8 +32,9 @@ class SessionHandle:
 
 
 def is_active_session(session_id: str) -> bool:
-    """The watchdog's question; documented thread-safe by Streamlit."""
-    return runtime.exists() and runtime.get_instance().is_active_session(session_id)
+    """The watchdog's question; documented thread-safe by Streamlit. Without a runtime (AppTest, a
+    script) nothing can be judged, so the session counts as active."""
+    return not runtime.exists() or runtime.get_instance().is_active_session(session_id)
 
 
 def load_settings() -> tuple[Settings, list[str]]:

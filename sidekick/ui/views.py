@@ -105,8 +105,12 @@ def render() -> None:
             render_turn(turn, live=False)
     if prompt is not None:
         start_turn(core, sid, state, prompt, criteria)
+        if state.run is not None:
+            st.rerun()  # redraw the input disabled and the Stop button up while it runs
     if state.run is not None and stop_slot.button("Stop", icon="⏹️", type="primary", help="Stop the run in progress."):
         friendly(lambda: core.cancel_run(sid), "stopping the run")
+        state.absorb()  # the run has wound down: take its last events, then redraw with the input back
+        st.rerun()
 
     def redraw_shot() -> None:
         with shot_slot.container():
@@ -197,7 +201,8 @@ def chat_inputs(core: Sidekick, state: TabState) -> tuple[str | None, str]:
     )
     placeholder = "Ask Sidekick to do something…" if ready else "Connect a model to chat (see the sidebar)"
     prompt = st.chat_input(placeholder, disabled=not ready or running, max_chars=20_000)
-    return prompt, criteria
+    # The browser's chat box sends whitespace-only text: treat it as nothing typed.
+    return (prompt if prompt and prompt.strip() else None), criteria
 
 
 def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria: str) -> None:
@@ -320,7 +325,7 @@ def first_line(text: str, limit: int = 160) -> str:
 # -- browser ---------------------------------------------------------------------------------------
 def browse_box(core: Sidekick, sid: str, state: TabState) -> None:
     with st.form("browse", clear_on_submit=False, border=False):
-        url_col, go_col = st.columns([5, 1], vertical_alignment="bottom")
+        url_col, go_col = st.columns([4, 1], vertical_alignment="bottom")
         url = url_col.text_input("Web address", placeholder="https://example.com", key="url")
         opened = go_col.form_submit_button("Open", width="stretch")
     if opened:

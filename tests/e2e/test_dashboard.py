@@ -1,0 +1,232 @@
+"""The dashboard as a person uses it: a real `streamlit run`, a real browser, the fake model over HTTP.
+
+One dashboard serves the module, its model being a :class:`FakeOpenAI` in this test process that
+each test scripts. While a run is active the script stays "running" (it drains the run's events in a
+loop), so these tests wait on what the page shows, never on the script being idle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from tests.e2e.harness import (
+    EXCEPTION,
+    IMAGE,
+    TOAST,
+    DashboardServer,
+    Tabs,
+    open_address,
+    rerun,
+    save_artifact,
+    sidekick_server,
+    wait_idle,
+    wait_until,
+)
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.site import LocalSite
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+CHAT_INPUT = "[data-testid='stChatInputTextArea']"
+RUN_TIMEOUT = 60_000  # ms: one turn, with a browser context to open, on a loaded 2-core machine
+RELEASE_TIMEOUT = 15.0  # s: on_release about 1 s after the tab goes, then Chromium lets go
+# A page whose title shows the cookies it can see; the dashboard shows a page only as a screenshot
+# and a caption with its title.
+WHOAMI = (
+    "<html><head><title>?</title></head><body><p id='c'></p><script>"
+    "document.title = 'cookies: ' + (document.cookie || '(none)');"
+    "document.getElementById('c').textContent = document.title;"
+    "</script></body></html>"
+)
+
+
+def verdict(met: bool) -> Reply:
+    """The evaluator's structured reply (the shape of ``graph.EvaluationModel``), one check."""
+    checks = [{"criterion": "c0", "met": met, "evidence": "seen on the page"}]
+    return Reply.json({"checks": checks, "success_criteria_met": met, "user_input_needed": False, "feedback": "ok"})
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _fresh_llm(llm: FakeOpenAI) -> None:
+    llm.reset()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory, llm: FakeOpenAI) -> Iterator[DashboardServer]:
+    """Overrides conftest's: this dashboard has a model (the fake) and may browse 127.0.0.1."""
+    server = sidekick_server(
+        tmp_path_factory.mktemp("dashboard"),
+        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_API_KEY="test",
+        SIDEKICK_ALLOW_PRIVATE_NETWORK="1",
+        SIDEKICK_MODEL_RETRIES="0",
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+async def page(tabs: Tabs) -> AsyncIterator[Page]:
+    yield await tabs.open()
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def browser_column(page: Page) -> Locator:
+    """The right-hand column of the main area (the "Web address" box and the screenshots)."""
+    # The first match: the address box's own columns are nested inside it.
+    columns = page.locator("[data-testid='stMain'] [data-testid='stColumn']")
+    return columns.filter(has=page.get_by_label("Web address")).first
+
+
+def stop_button(page: Page) -> Locator:
+    """The app's Stop (not Streamlit's own "Stop" in the header, which stops only the script)."""
+    return page.get_by_test_id("stMain").get_by_role("button", name="Stop")
+
+
+def caption(page: Page, url: str) -> Locator:
+    """The caption over the large screenshot: ``**<title>** — <url>``."""
+    return browser_column(page).locator("[data-testid='stCaptionContainer']", has_text=url)
+
+
+async def send(page: Page, text: str) -> None:
+    """Type a message and send it. Returns at once: the run goes on while the script drains it."""
+    box = page.locator(CHAT_INPUT)
+    await expect(box).to_be_enabled(timeout=RUN_TIMEOUT)
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def ask(page: Page, text: str, answer: str) -> None:
+    """Send a message and wait for its answer, and for the script to settle after the run."""
+    await send(page, text)
+    await expect(page.get_by_text(answer, exact=True)).to_be_visible(timeout=RUN_TIMEOUT)
+    # The script reruns once the run is over (without the Stop button): wait for that rerun to finish,
+    # not for the idle moment between the two.
+    await expect(stop_button(page)).to_have_count(0)
+    await wait_idle(page)
+    await expect(page.locator(CHAT_INPUT)).to_be_enabled()
+
+
+def script_navigate(llm: FakeOpenAI, url: str, answer: str) -> None:
+    llm.worker(Reply.tool_call("navigate", {"url": url}), Reply.text(answer))
+    llm.evaluator(verdict(True))
+
+
+async def no_traceback(page: Page) -> None:
+    await expect(page.locator(EXCEPTION)).to_have_count(0)
+    assert "Traceback" not in await page.locator("body").inner_text()
+
+
+async def back_to(server: DashboardServer, baseline: int, what: str) -> None:
+    await wait_until(lambda: server.process_count() <= baseline, timeout=RELEASE_TIMEOUT, what=what)
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+async def test_a_task_shows_its_steps_screenshot_checklist_and_answer(
+    page: Page, llm: FakeOpenAI, site: LocalSite
+) -> None:
+    url = site.url("/about")
+    script_navigate(llm, url, "The secret number is 4217.")
+
+    await ask(page, "What is the secret number on the about page?", "The secret number is 4217.")
+
+    chat = page.locator("[data-testid='stChatMessage']")
+    await expect(chat.first).to_contain_text("What is the secret number on the about page?")
+    steps = page.locator("[data-testid='stExpander']", has_text="1 step")
+    await expect(steps).to_be_visible()
+    await steps.locator("summary").click()  # collapsed once the run is over
+    await expect(steps.get_by_text("navigate", exact=True)).to_be_visible()
+    await expect(page.get_by_text("Review 1: passed")).to_be_visible()
+    await expect(caption(page, url)).to_contain_text("About")
+    await expect(browser_column(page).locator(IMAGE).first).to_be_visible()
+    await no_traceback(page)
+    assert "/about" in site.hits
+    await save_artifact(page, "dashboard-task")
+
+
+async def test_stop_ends_a_slow_run(page: Page, llm: FakeOpenAI) -> None:
+    llm.worker(Reply.slow(30, Reply.text("Too late.")))
+    box = page.locator(CHAT_INPUT)
+    await send(page, "Take your time.")
+    await expect(stop_button(page)).to_be_visible(timeout=RUN_TIMEOUT)
+    await wait_until(lambda: llm.requests, timeout=30, what="the model asked")
+    await expect(box).to_be_disabled(timeout=10_000)
+
+    clicked = time.monotonic()
+    await stop_button(page).click()
+    await expect(page.get_by_text("Stopped.", exact=False)).to_be_visible(timeout=10_000)
+    assert time.monotonic() - clicked < 10
+    await no_traceback(page)
+    await expect(box).to_be_enabled(timeout=10_000)
+    await expect(stop_button(page)).to_have_count(0)
+    await save_artifact(page, "dashboard-stop")
+    assert "Too late." not in await page.locator("body").inner_text()
+
+
+async def test_reset_after_a_run_frees_its_browser_and_clears_the_chat(
+    page: Page, llm: FakeOpenAI, site: LocalSite, dashboard: DashboardServer, baseline: int
+) -> None:
+    url = site.url("/")
+    script_navigate(llm, url, "It welcomes you.")
+    await ask(page, "What does the front page say?", "It welcomes you.")
+    await expect(caption(page, url)).to_contain_text("Sidekick test site")
+    assert dashboard.process_count() > baseline, "the run's browser context (and its renderer) is open"
+    thread = page.url
+
+    await rerun(page, page.get_by_role("button", name="Reset", exact=True).click)
+
+    await expect(page.locator(TOAST)).to_contain_text("Freed 1 browser context")
+    await back_to(dashboard, baseline, f"server back to {baseline} browser processes after Reset")
+    await expect(page.locator("[data-testid='stChatMessage']")).to_have_count(0)
+    await expect(page.locator(IMAGE)).to_have_count(0)
+    assert page.url != thread, "Reset starts a new conversation"
+    await no_traceback(page)
+    await save_artifact(page, "dashboard-reset")
+
+
+async def test_two_tabs_have_separate_cookies(tabs: Tabs, site: LocalSite) -> None:
+    site.route("/whoami", WHOAMI)
+    first, second = await tabs.open(), await tabs.open()
+    await open_address(first, site.url("/set-cookie?value=first"))
+    await open_address(second, site.url("/set-cookie?value=second"))
+
+    for tab, mine, theirs in [(first, "sk=first", "sk=second"), (second, "sk=second", "sk=first")]:
+        await open_address(tab, site.url("/whoami"))
+        shown = caption(tab, site.url("/whoami"))
+        await expect(shown).to_contain_text(f"cookies: {mine}")
+        assert theirs not in await shown.inner_text()
+        await no_traceback(tab)
+    await save_artifact(first, "dashboard-cookies-first")
+    await save_artifact(second, "dashboard-cookies-second")
+
+
+async def test_a_reload_brings_the_conversation_back(page: Page, llm: FakeOpenAI, site: LocalSite) -> None:
+    script_navigate(llm, site.url("/about"), "It is 4217.")
+    await ask(page, "Find the secret number.", "It is 4217.")
+    url = page.url
+    assert "thread=" in url
+
+    await page.reload(wait_until="domcontentloaded")
+    await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT)  # counts from 0 again
+    await wait_idle(page)
+
+    assert page.url == url
+    chat = page.locator("[data-testid='stChatMessage']")
+    await expect(chat).to_have_count(2)
+    await expect(chat.nth(0)).to_contain_text("Find the secret number.")
+    await expect(chat.nth(1)).to_contain_text("It is 4217.")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    await expect(sidebar.get_by_text("Conversations")).to_be_visible()
+    await expect(sidebar.get_by_role("button", name="Find the secret number.")).to_be_visible()
+    await no_traceback(page)
+    await save_artifact(page, "dashboard-reload")
