@@ -73,6 +73,7 @@ from sidekick.resources import browser_processes, self_memory_bytes
 from sidekick.sessions import Session
 from sidekick.store import Store
 from sidekick.tools.base import ToolContext
+from tests.agent_support import verdict
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.site import LocalSite
 
@@ -197,14 +198,7 @@ def history_problems(messages: Sequence[dict[str, Any]]) -> list[str]:
 
 def accept() -> Reply:
     """The evaluator's verdict that every criterion is met."""
-    return Reply.json(
-        {
-            "checks": [{"criterion": CRITERIA, "met": True, "evidence": "clear"}],
-            "success_criteria_met": True,
-            "user_input_needed": False,
-            "feedback": "ok",
-        }
-    )
+    return verdict(True)
 
 
 def check_request(request: dict[str, Any], *, present: Sequence[str] = (), absent: Sequence[str] = ()) -> None:

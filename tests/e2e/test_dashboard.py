@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Locator, Page, expect
 
+from tests.agent_support import verdict
 from tests.e2e.harness import (
     EXCEPTION,
     IMAGE,
@@ -42,12 +43,6 @@ WHOAMI = (
     "document.getElementById('c').textContent = document.title;"
     "</script></body></html>"
 )
-
-
-def verdict(met: bool) -> Reply:
-    """The evaluator's structured reply (the shape of ``graph.EvaluationModel``), one check."""
-    checks = [{"criterion": "c0", "met": met, "evidence": "seen on the page"}]
-    return Reply.json({"checks": checks, "success_criteria_met": met, "user_input_needed": False, "feedback": "ok"})
 
 
 @pytest.fixture(scope="module")

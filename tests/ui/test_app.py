@@ -17,6 +17,7 @@ from streamlit.testing.v1.element_tree import Button, Expander
 
 import sidekick.core
 from sidekick.config import Settings
+from tests.agent_support import verdict
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.site import LocalSite
 
@@ -24,12 +25,6 @@ pytestmark = pytest.mark.timeout(180)
 
 APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 RUN_TIMEOUT = 60.0  # one turn, including a Chromium launch, on a loaded 2-core machine
-
-
-def verdict(met: bool) -> Reply:
-    """The evaluator's structured reply (the shape of ``graph.EvaluationModel``), one check."""
-    checks = [{"criterion": "c0", "met": met, "evidence": "seen on the page"}]
-    return Reply.json({"checks": checks, "success_criteria_met": met, "user_input_needed": False, "feedback": "ok"})
 
 
 @pytest.fixture(scope="module")
