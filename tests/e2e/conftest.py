@@ -28,7 +28,9 @@ from tests.e2e.harness import (
 expect.set_options(timeout=30_000)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: tests elsewhere assert that no browser descends from the test process
+# once their own pools close, so the "user" browser must be gone when the e2e modules end.
+@pytest.fixture(scope="module")
 async def user_playwright() -> AsyncIterator[Playwright]:
     pw = await async_playwright().start()
     try:
@@ -37,7 +39,7 @@ async def user_playwright() -> AsyncIterator[Playwright]:
         await pw.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def user_browser(user_playwright: Playwright) -> AsyncIterator[Browser]:
     """The person at the keyboard: a Chromium of the test process, separate from the server's."""
     browser = await user_playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
