@@ -32,6 +32,7 @@ from sidekick.config import Settings
 from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
 from sidekick.events import (
     ApprovalNeeded,
+    Blocked,
     Cancelled,
     ErrorEvent,
     Event,
@@ -154,6 +155,11 @@ class Agent:
             )
             self._graph = build_graph(deps, self._store.checkpointer)
         return self._graph
+
+    def report_blocked(self, url: str, reason: str) -> None:
+        """The web policy stopped a request of this session; shown in the run's steps."""
+        if self.running:
+            self._emit(Blocked(url=url[:500], reason=reason))
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):

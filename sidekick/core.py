@@ -122,13 +122,15 @@ class Sidekick:
     def _make_agent(self, session: Session) -> Agent:
         assert self.store is not None
         workspace = (self.settings.data_dir / "workspaces" / _safe(session.id)).resolve()
-        return Agent(
+        agent = Agent(
             settings=self.settings,
             models=self.models,
             store=self.store,
             workspace=workspace,
             get_browser=session.browser,
         )
+        session.on_blocked = agent.report_blocked
+        return agent
 
     def _registry(self) -> SessionRegistry:
         if self._closed or self.registry is None:

@@ -69,6 +69,8 @@ class Session:
         self.last_active = self.created_at
         self.inactive_since: float | None = None  # set by the watchdog when Streamlit forgets the tab
         self.last_screenshot: Screenshot | None = None
+        # Where this session's blocked requests go (its agent's event stream), whichever context it has.
+        self.on_blocked: Callable[[str, str], None] | None = None
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -88,11 +90,16 @@ class Session:
                 if old is not None:
                     await old.aclose()
                 self._browser = await self._pool.new_session_browser()
+                self._browser.blocked.target = self._report_blocked
                 if self.closed:  # ended while we were opening it
                     await self._browser.aclose()
                     self._browser = None
                     raise SessionClosedError("This session was ended while its browser was opening.")
             return self._browser
+
+    def _report_blocked(self, url: str, reason: str) -> None:
+        if self.on_blocked is not None:
+            self.on_blocked(url, reason)
 
     async def open_url(self, text: str) -> Screenshot:
         url = normalize_url(text)

@@ -11,8 +11,11 @@ import pytest
 from sidekick.config import Settings
 from sidekick.core import Sidekick, valid_thread_id
 from sidekick.errors import NavigationError, RuntimeStoppedError, SidekickError
+from sidekick.events import Blocked, ToolResult
 from sidekick.resources import browser_processes
+from tests.agent_support import verdict
 from tests.conftest import wait_until
+from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.site import LocalSite
 
 
@@ -76,3 +79,22 @@ def test_thread_ids_are_checked(core: Sidekick) -> None:
     with pytest.raises(SidekickError, match="conversation id"):
         core.start_run("tab-1", "hi", "ok", "../../etc/passwd")
     assert not core.conversation_exists("nope") and core.history("tab-1", "../x") == []
+
+
+def test_the_web_policy_blocks_private_addresses_and_the_run_shows_it(
+    tmp_path: Path, site: LocalSite, llm: FakeOpenAI
+) -> None:
+    llm.worker(Reply.tool_call("navigate", {"url": site.url("/about")}), Reply.text("That page is private."))
+    llm.evaluator(verdict(True))
+    sk = Sidekick(Settings(data_dir=tmp_path, openai_base_url=llm.base_url, model_retries=0)).start()
+    try:
+        events = list(sk.start_run("tab-1", "Open the about page", "ok", "t-1").iter_events())
+        with pytest.raises(NavigationError, match="web policy"):
+            sk.open_url("tab-1", site.url("/"))
+    finally:
+        sk.close()
+    blocked = [e for e in events if isinstance(e, Blocked)]
+    assert blocked and "127.0.0.1" in blocked[0].url and "loopback" in blocked[0].reason
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert not result.ok and "web policy" in result.output
+    assert "/about" not in site.hits and "/" not in site.hits  # nothing reached the private server
