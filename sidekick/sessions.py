@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sidekick.agent import Agent
@@ -29,7 +29,6 @@ from sidekick.resources import ProcessReport, browser_processes
 
 log = logging.getLogger(__name__)
 
-Closer = Callable[[], Awaitable[None]]
 AgentFactory = Callable[["Session"], Agent]
 
 
@@ -54,7 +53,7 @@ class Freed:
 
 
 class Session:
-    """One user's session: a browser context on demand, plus closers registered by its runs."""
+    """One user's session: a browser context on demand, and its agent (built on first use)."""
 
     def __init__(self, session_id: str, pool: BrowserPool, agent_factory: AgentFactory | None = None) -> None:
         self.id = session_id
@@ -63,7 +62,6 @@ class Session:
         self._agent: Agent | None = None
         self._browser: SessionBrowser | None = None
         self._browser_lock = asyncio.Lock()
-        self._closers: list[Closer] = []
         self.closed = False
         self.created_at = time.monotonic()
         self.last_active = self.created_at
@@ -125,26 +123,12 @@ class Session:
             self._agent = self._agent_factory(self)
         return self._agent
 
-    def add_closer(self, closer: Closer) -> None:
-        """Register work to stop when the session is reset or ends (a run, a subscription)."""
-        self._closers.append(closer)
-
     async def release(self) -> tuple[int, int]:
-        """Stop registered work and close the browser context; the session stays usable.
+        """Stop the run in progress and close the browser context; the session stays usable.
 
         Returns (contexts closed, runs stopped).
         """
-        closers, self._closers = self._closers, []
-        stopped = 0
-        if self._agent is not None and await self._agent.cancel():
-            stopped += 1
-        for closer in reversed(closers):
-            try:
-                async with asyncio.timeout(10):
-                    await closer()
-                stopped += 1
-            except Exception:
-                log.exception("A session closer failed")
+        stopped = 1 if self._agent is not None and await self._agent.cancel() else 0
         async with self._browser_lock:
             browser, self._browser = self._browser, None
         contexts = 0
