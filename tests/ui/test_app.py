@@ -190,3 +190,25 @@ def test_a_malformed_setting_is_a_clear_configuration_error(
     ]
     assert not at.chat_input, "nothing else renders"
     assert sidekick.core.current_sidekick() is None, "no core was started"
+
+
+@pytest.mark.parametrize(("choice", "written"), [("Approve", True), ("Deny", False)])
+def test_a_side_effect_waits_for_approve_or_deny(
+    app: Callable[..., AppTest], llm: FakeOpenAI, tmp_path: Path, choice: str, written: bool
+) -> None:
+    llm.worker(
+        Reply.tool_call("write_file", {"path": "note.txt", "content": "hello"}),
+        Reply.text("Saved." if written else "Not saved."),
+    )
+    llm.evaluator(verdict(True))
+    at = send(app(), "Save a note")
+    assert_no_traceback(at)
+    assert any("write_file" in w.value for w in at.warning), "the approval request is shown"
+    assert not list(tmp_path.rglob("note.txt")), "nothing ran before the decision"
+
+    button(at, choice).click().run(timeout=RUN_TIMEOUT)
+
+    assert_no_traceback(at)
+    assert ("Saved." if written else "Not saved.") in texts(at)
+    files = list(tmp_path.rglob("note.txt"))
+    assert (files[0].read_text() == "hello") if written else not files
