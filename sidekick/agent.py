@@ -136,10 +136,6 @@ class Agent:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    @property
-    def latest_screenshot(self) -> Screenshot | None:
-        return self._latest
-
     def graph(self) -> CompiledStateGraph[Any]:
         if self._graph is None:
             if self._models is None:

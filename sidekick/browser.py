@@ -396,7 +396,6 @@ class BrowserPool:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._generation = 0
-        self._lock = asyncio.Lock()
         self._launching: asyncio.Task[Browser] | None = None
         self._spare: SessionBrowser | None = None
         self._spare_task: asyncio.Task[None] | None = None
@@ -442,49 +441,49 @@ class BrowserPool:
         return await asyncio.shield(self._launching)
 
     async def _launch(self) -> Browser:
-        async with self._lock:
-            if self.browser_connected():
-                return self._browser  # type: ignore[return-value]
-            await self._drop_browser()
-            executable = find_browser(self.settings)
-            args = launch_args()
-            if self.guard is not None:
-                await _bounded(self.guard.start(), self.timeouts.launch, "Starting the web policy proxy")
-                args += self.guard.launch_args()
-            mains_before = await asyncio.to_thread(browser_main_pids)
-            for attempt in (1, 2):
-                if self._playwright is None:
-                    self._playwright = await _bounded(
-                        async_playwright().start(), self.timeouts.launch, "Starting Playwright"
-                    )
-                try:
-                    browser = await _bounded(
-                        self._playwright.chromium.launch(
-                            executable_path=executable,
-                            headless=self.settings.headless,
-                            args=args,
-                            timeout=self.timeouts.launch * 1000,
-                        ),
-                        self.timeouts.launch + 2,
-                        "Launching Chromium",
-                    )
-                    break
-                except (PlaywrightError, BrowserError) as exc:
-                    # The driver itself may have died with the browser: restart it once.
-                    await self._stop_playwright()
-                    if attempt == 2:
-                        raise BrowserUnavailableError(
-                            f"Chromium at {executable} could not be started: {_first_line(exc)}"
-                        ) from None
-            self._generation += 1
-            self.launches += 1
-            self.executable = executable
-            new_mains = await asyncio.to_thread(browser_main_pids) - mains_before
-            self._browser_pid = min(new_mains) if len(new_mains) == 1 else None
-            generation = self._generation
-            browser.on("disconnected", lambda _b: self._on_disconnected(generation))
-            self._browser = browser
-            return browser
+        # Only one launch task exists at a time (see _ensure_browser), so no lock is needed.
+        if self.browser_connected():
+            return self._browser  # type: ignore[return-value]
+        await self._drop_browser()
+        executable = find_browser(self.settings)
+        args = launch_args()
+        if self.guard is not None:
+            await _bounded(self.guard.start(), self.timeouts.launch, "Starting the web policy proxy")
+            args += self.guard.launch_args()
+        mains_before = await asyncio.to_thread(browser_main_pids)
+        for attempt in (1, 2):
+            if self._playwright is None:
+                self._playwright = await _bounded(
+                    async_playwright().start(), self.timeouts.launch, "Starting Playwright"
+                )
+            try:
+                browser = await _bounded(
+                    self._playwright.chromium.launch(
+                        executable_path=executable,
+                        headless=self.settings.headless,
+                        args=args,
+                        timeout=self.timeouts.launch * 1000,
+                    ),
+                    self.timeouts.launch + 2,
+                    "Launching Chromium",
+                )
+                break
+            except (PlaywrightError, BrowserError) as exc:
+                # The driver itself may have died with the browser: restart it once.
+                await self._stop_playwright()
+                if attempt == 2:
+                    raise BrowserUnavailableError(
+                        f"Chromium at {executable} could not be started: {_first_line(exc)}"
+                    ) from None
+        self._generation += 1
+        self.launches += 1
+        self.executable = executable
+        new_mains = await asyncio.to_thread(browser_main_pids) - mains_before
+        self._browser_pid = min(new_mains) if len(new_mains) == 1 else None
+        generation = self._generation
+        browser.on("disconnected", lambda _b: self._on_disconnected(generation))
+        self._browser = browser
+        return browser
 
     def _on_disconnected(self, generation: int) -> None:
         if generation == self._generation and not self._closed:

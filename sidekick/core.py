@@ -81,6 +81,7 @@ class Sidekick:
 
     @property
     def runtime(self) -> LoopThread:
+        """The loop thread (read-only: the fault report checks it survives a failed run)."""
         return self._runtime
 
     @property

@@ -107,12 +107,6 @@ class LoopThread:
 
     # -- calls ---------------------------------------------------------------------------------
     @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        self._check_alive()
-        assert self._loop is not None
-        return self._loop
-
-    @property
     def is_running(self) -> bool:
         return (
             self._state == "running"

@@ -66,7 +66,6 @@ class Session:
         self.created_at = time.monotonic()
         self.last_active = self.created_at
         self.inactive_since: float | None = None  # set by the watchdog when Streamlit forgets the tab
-        self.last_screenshot: Screenshot | None = None
         # Where this session's blocked requests go (its agent's event stream), whichever context it has.
         self.on_blocked: Callable[[str, str], None] | None = None
 
@@ -103,7 +102,6 @@ class Session:
         url = normalize_url(text)
         browser = await self.browser()
         shot = await browser.goto(url)
-        self.last_screenshot = shot
         self.touch()
         return shot
 

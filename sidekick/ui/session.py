@@ -121,13 +121,6 @@ class TabState:
         self.turns.append(turn)
         self.run = run
 
-    def latest_screenshot(self) -> Screenshot | None:
-        for turn in reversed(self.turns):
-            for event in reversed(turn.events):
-                if isinstance(event, Screenshot):
-                    return event
-        return self.browse_shot
-
 
 def tab_state(core: Sidekick) -> TabState:
     """This tab's state; on first load, the conversation named in the URL (``?thread=``)."""
