@@ -20,8 +20,9 @@ from sidekick.policy import UrlPolicy
 DEFAULT_MODEL = "gpt-4.1-mini"
 
 
-def _setting(env: str, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def _setting(env: str, default: Any, doc: str, *, minimum: int | None = None) -> Any:
+    """A field read from ``env``; ``minimum`` is the smallest whole number that can work."""
+    return field(default=default, metadata={"env": env, "doc": doc, "minimum": minimum})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +59,10 @@ class Settings:
     model_retries: int = _setting("SIDEKICK_MODEL_RETRIES", 2, "Retries of a failed model request.")
     # Agent budgets
     max_evaluations: int = _setting(
-        "SIDEKICK_MAX_EVALUATIONS", 3, "Evaluator rounds per turn before a graceful give-up."
+        "SIDEKICK_MAX_EVALUATIONS", 3, "Evaluator rounds per turn before a graceful give-up.", minimum=1
     )
-    recursion_limit: int = _setting("SIDEKICK_RECURSION_LIMIT", 60, "LangGraph steps per turn.")
+    # A turn needs at least worker → evaluator; fewer steps fail every turn.
+    recursion_limit: int = _setting("SIDEKICK_RECURSION_LIMIT", 60, "LangGraph steps per turn.", minimum=2)
     turn_timeout_seconds: float = _setting(
         "SIDEKICK_TURN_TIMEOUT", 300.0, "Wall-clock budget of one turn, in seconds."
     )
@@ -73,6 +75,14 @@ class Settings:
     pushover_token: str | None = _setting("PUSHOVER_TOKEN", None, "With PUSHOVER_USER, enables notifications.")
     enable_python: bool = _setting(
         "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (a separate, limited process)."
+    )
+    python_network: bool = _setting(
+        "SIDEKICK_PYTHON_NETWORK",
+        False,
+        "1 lets the Python tool's sandbox reach the web, only through the web policy's proxy.",
+    )
+    mcp_config: Path | None = _setting(
+        "SIDEKICK_MCP_CONFIG", None, "MCP servers file (default: mcp.json in SIDEKICK_DATA_DIR, if present)."
     )
     vision: bool = _setting("SIDEKICK_VISION", False, "1 sends the latest screenshot to the worker model.")
     # Web policy
@@ -113,7 +123,7 @@ class Settings:
             raw = next((s[env] for s in sources if env in s), None)
             if raw is None or (isinstance(raw, str) and raw.strip() == ""):
                 continue
-            values[f.name] = _parse(env, raw, f.default)
+            values[f.name] = _parse(env, raw, f.default, f.metadata["minimum"], f.type)
         settings = cls(**values)
         for env, text in (
             ("SIDEKICK_ALLOWED_DOMAINS", settings.allowed_domains),
@@ -142,8 +152,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _parse(env: str, raw: Any, default: Any) -> Any:
+def _parse(env: str, raw: Any, default: Any, minimum: int | None = None, kind: Any = None) -> Any:
     text = str(raw).strip()
+    if default is None and "Path" in str(kind):
+        return Path(text).expanduser()
     if isinstance(default, bool):
         if text.lower() in _TRUE:
             return True
@@ -155,7 +167,9 @@ def _parse(env: str, raw: Any, default: Any) -> Any:
             value = int(text)
         except ValueError:
             raise ConfigError(f"{env} must be a whole number (got {text[:40]!r}).") from None
-        if value < 0:
+        if value < (minimum or 0):
+            if minimum:
+                raise ConfigError(f"{env} must be at least {minimum} (got {value}); a smaller value fails every turn.")
             raise ConfigError(f"{env} must not be negative (got {value}).")
         return value
     if isinstance(default, float):
