@@ -1,14 +1,18 @@
-"""Run model-written Python in a separate, limited process.
+"""Run model-written Python in an OS sandbox, in a separate, limited process.
 
-The child is a fresh interpreter in isolated mode (``-I``: no environment variables of its own, no
-user site-packages, no current directory on ``sys.path``) with a scrubbed environment, its own
-session and process group, and resource limits on memory, CPU time, file size and core dumps. A
+Every run gets a fresh bubblewrap sandbox (``sidekick.tools.sandbox``): no network, the standard
+library and system files read-only, the session's workspace read-write, a private ``/tmp``, its own
+PID namespace and no capabilities. In it, a fresh interpreter in isolated mode (``-I``: no
+environment variables of its own, no user site-packages, no current directory on ``sys.path``) runs
+with a scrubbed environment and resource limits on memory, CPU time, file size and core dumps. A
 tiny bootstrap sets the limits and then ``exec``s the real interpreter, which reads the code from
 stdin; limits survive ``exec`` and no ``preexec_fn`` runs in our (threaded) process.
 
-This bounds what a run can cost, and keeps our secrets out of its environment, but it is not a
-security boundary: the code runs as our user and can read what we can read. That is why the tool is
-off by default and every call waits for approval unless auto-approve is on.
+The tool is on only when ``SIDEKICK_ENABLE_PYTHON`` is set and the sandbox works on this machine
+(:func:`available` says why not otherwise); it never falls back to an unsandboxed process. Every call
+still waits for approval unless auto-approve is on: the code can fill its workspace and use its
+limits. ``SIDEKICK_PYTHON_NETWORK=1`` is refused for now: the sandbox has no path to the web
+policy's proxy yet, and proxy environment variables alone would not be a boundary.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import asyncio
 import math
 import os
 import signal
-import sys
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,9 @@ from typing import cast
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from sidekick.config import Settings
 from sidekick.errors import ToolError
+from sidekick.tools import sandbox
 from sidekick.tools.base import ToolContext
 from sidekick.tools.files import Workspace
 
@@ -38,23 +44,27 @@ _MIB = 1024 * 1024
 # Runs with ``-I -S`` (nothing but the standard library is needed), sets the limits and becomes the
 # real interpreter. ``-u`` keeps stdout and stderr unbuffered, so they interleave in order and the
 # output printed before a kill is not lost; ``-X utf8`` because ``-I`` ignores PYTHONIOENCODING.
-# Plain ``-I`` (not ``-S``) for the code itself: ``-S`` would drop ``exit()`` and installed packages.
+# Plain ``-I`` (not ``-S``) for the code itself: ``-S`` would drop ``exit()``.
 _BOOTSTRAP = """\
 import os, resource, sys
 for name, value in zip(("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE"), sys.argv[1:5]):
     kind = getattr(resource, name)
     hard = resource.getrlimit(kind)[1]
     value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
-    resource.setrlimit(kind, (value, value))
+    resource.setrlimit(kind, (value, value))  # soft = hard: without capabilities, never raised again
 os.execv(sys.executable, [sys.executable, "-I", "-u", "-X", "utf8", "-"])
 """
 # RLIMIT_NPROC is left alone: it counts every process of our user (it would fail the child at random
-# under a busy host) and is not enforced for root anyway. The process group kill covers descendants.
+# under a busy host) and is not enforced for root anyway. Killing the sandbox ends every descendant.
+NETWORK_UNSUPPORTED = (
+    "SIDEKICK_PYTHON_NETWORK=1 is not supported yet (the sandbox cannot reach the web policy's proxy); "
+    "unset it to run Python without network"
+)
 
 
 @dataclass(frozen=True)
 class PythonResult:
-    """``exit_code`` is None when the run timed out; a negative code is the signal that ended it."""
+    """``exit_code`` is None when the run timed out; 128+N (as a shell reports it) when signal N ended it."""
 
     exit_code: int | None
     output: str
@@ -104,35 +114,58 @@ async def run_python(
     cpu_seconds: int | None = None,
     file_mb: int = 10,
 ) -> PythonResult:
-    """Run ``code`` in ``cwd``; kill its whole process group on timeout, on cancellation and at the end.
+    """Run ``code`` in a fresh sandbox whose only writable folder of the host is ``cwd``.
 
     ``cpu_seconds`` defaults to just over ``timeout``: a backstop should the wall-clock kill not come.
+    Raises :class:`~sidekick.tools.sandbox.SandboxUnavailable` (a ``ToolError``) when there is no sandbox.
     """
+    box = await asyncio.to_thread(sandbox.default)  # probed once per process, then cached
+    env = scrubbed_env(cwd, python=box.python)
+    argv = python_command(box.python, timeout=timeout, memory_mb=memory_mb, cpu_seconds=cpu_seconds, file_mb=file_mb)
+    command = box.command(argv, workspace=cwd, env=env)
+    return await run_process(command, code=code, cwd=cwd, env=env, timeout=timeout, output_limit=output_limit)
+
+
+def python_command(
+    python: str, *, timeout: float, memory_mb: int = 512, cpu_seconds: int | None = None, file_mb: int = 10
+) -> list[str]:
+    """The bootstrap that sets the limits and becomes ``python`` reading the code from stdin."""
     if cpu_seconds is None:
         cpu_seconds = math.ceil(timeout) + 1
     limits = [memory_mb * _MIB, cpu_seconds, file_mb * _MIB, 0]
-    env = {
-        "PATH": os.environ.get("PATH", os.defpath),
+    return [python, "-I", "-S", "-c", _BOOTSTRAP, *map(str, limits)]
+
+
+def scrubbed_env(home: Path, *, python: str) -> dict[str, str]:
+    """All the environment the code gets: none of ours (API keys stay out)."""
+    return {
+        # The host's PATH names folders the sandbox does not have.
+        "PATH": os.pathsep.join(dict.fromkeys([str(Path(python).parent), "/usr/local/bin", "/usr/bin", "/bin"])),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "HOME": str(cwd),
+        "HOME": str(home),
         # For interpreters the code starts itself; ours runs with -I, which ignores it.
         "PYTHONIOENCODING": "utf-8",
     }
+
+
+async def run_process(
+    command: Sequence[str], *, code: str, cwd: Path, env: Mapping[str, str], timeout: float, output_limit: int
+) -> PythonResult:
+    """Start ``command`` in its own session, feed it ``code`` and collect its output in bounded memory.
+
+    Its whole process group is killed on timeout, on cancellation and at the end. The sandbox is not
+    added here: :func:`run_python` is the only caller in Sidekick (the benchmark times the bare process).
+    """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     transport, collector = await loop.subprocess_exec(
         lambda: _Collector(output_limit),
-        sys.executable,
-        "-I",
-        "-S",
-        "-c",
-        _BOOTSTRAP,
-        *map(str, limits),
+        *command,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=cwd,
-        env=env,
+        env=dict(env),
         start_new_session=True,
     )
     timed_out = False
@@ -148,7 +181,8 @@ async def run_python(
         except TimeoutError:
             timed_out = True
     finally:
-        # Also on success: a background child must not outlive the call (or hold our pipe open).
+        # Also on success: a background child must not outlive the call (or hold our pipe open). In
+        # the sandbox this kills bwrap and its namespace init, and the kernel then kills the rest.
         _kill_group(transport.get_pid())
         try:
             await asyncio.wait_for(asyncio.shield(collector.exited), _DRAIN_SECONDS)
@@ -171,9 +205,23 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def available(settings: Settings) -> list[tuple[str, bool, str]]:
+    """``[("run_python", on, why it is off)]``; probes the sandbox (once per process) only when asked for."""
+    if not settings.enable_python:
+        return [("run_python", False, "set SIDEKICK_ENABLE_PYTHON=1")]
+    if settings.python_network:
+        return [("run_python", False, NETWORK_UNSUPPORTED)]
+    try:
+        sandbox.default()
+    except sandbox.SandboxUnavailable as exc:
+        return [("run_python", False, f"the Python sandbox cannot be made: {exc}")]
+    return [("run_python", True, "")]
+
+
 def build(ctx: ToolContext) -> list[BaseTool]:
-    """``run_python`` when ``SIDEKICK_ENABLE_PYTHON`` is on; nothing otherwise."""
-    if not ctx.settings.enable_python:
+    """``run_python`` when :func:`available` says it is on; nothing otherwise."""
+    [(_, on, _)] = available(ctx.settings)
+    if not on:
         return []
     root = ctx.workspace
     timeout = min(ctx.settings.tool_timeout_seconds, MAX_TOOL_TIMEOUT)
@@ -187,19 +235,30 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         output = result.output or "(no output)"
         if result.timed_out:
             return f"timed out after {timeout:g}s (process killed)\n{output}"
-        return f"exit code {result.exit_code}\n{output}"
+        return f"exit code {result.exit_code}{_signal_note(result.exit_code)}\n{output}"
 
     return [
         StructuredTool.from_function(
             coroutine=run_python_tool,
             name="run_python",
             description=(
-                "Run a Python 3 script in a fresh process and get its exit code and printed output "
-                "(stdout and stderr, first 10,000 bytes). The working directory is your workspace, so "
-                "files it writes can be read with read_file. Limits: "
+                "Run a Python 3 script in a fresh sandboxed process and get its exit code and printed "
+                "output (stdout and stderr, first 10,000 bytes). The working directory is your "
+                "workspace, so files it writes can be read with read_file; /tmp is private and "
+                "emptied after each call. The standard library only; no network. Limits: "
                 f"{timeout:g} seconds, 512 MB of memory, 10 MB per written file. Nothing persists "
-                "between calls except files; there is no input(). Use print() to see results."
+                "between calls except workspace files; there is no input(). Use print() to see results."
             ),
             metadata={"side_effect": True},
         )
     ]
+
+
+def _signal_note(exit_code: int | None) -> str:
+    # bwrap reports a signal N as 128+N; naming it tells the model a limit (SIGXCPU, SIGKILL) was hit.
+    if exit_code is None or exit_code <= 128:
+        return ""
+    try:
+        return f" (ended by {signal.Signals(exit_code - 128).name})"
+    except ValueError:
+        return ""
