@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint bench browser clean
+.PHONY: run test lint bench setup browser sandbox mcp-servers clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,10 +18,20 @@ $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 browser: $(STAMP)
 	@PYTHONPATH=. scripts/ensure_browser.sh $(BIN)/python
 
-run: browser
+# The Python tool's sandbox (bubblewrap): installed when possible; without it only that tool is off.
+sandbox: $(STAMP)
+	@PYTHONPATH=. scripts/ensure_sandbox.sh $(BIN)/python
+
+# The pinned npm MCP server the tests run (Node.js from the machine).
+mcp-servers:
+	@scripts/ensure_mcp_servers.sh
+
+setup: browser sandbox
+
+run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
-test: browser
+test: setup mcp-servers
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
