@@ -8,9 +8,9 @@ Run from the project root::
 
 Everything is real except the model: the graph, LangGraph's SQLite checkpointer
 (:class:`~sidekick.store.Store`), langchain-openai over real HTTP to the fake model
-(``tests.fakes.openai_server.FakeOpenAI``, answering at once), one shared
+(``tests.support.fakes.openai_server.FakeOpenAI``, answering at once), one shared
 :class:`~sidekick.browser.BrowserPool` with real Chromium, and a local site
-(``tests.fakes.site.LocalSite``). A task is ``--steps`` tool steps (``navigate``, ``read_page``,
+(``tests.support.fakes.site.LocalSite``). A task is ``--steps`` tool steps (``navigate``, ``read_page``,
 ``list_links``, …, one tool call per model reply), then an answer the evaluator accepts.
 
 **Overhead per step** (``--runs`` turns, one after another, in one session; one untimed warm-up
@@ -31,7 +31,7 @@ a remote model server would not. Medians of the components are taken separately,
 overhead need not equal step - model - tool of the medians.
 
 **Concurrency**: ``--sessions`` sessions (each its own :class:`~sidekick.sessions.Session`,
-:class:`~sidekick.agent.Agent` and browser context, sharing the pool, the store and the models) run
+:class:`~sidekick.runs.Runner` and browser context, sharing the pool, the store and the models) run
 the same task at once on the one loop. An error is an ``ErrorEvent``, an exception, a failed tool
 call or a turn that did not end in an accepted answer. Run durations are ``Finished.seconds``.
 
@@ -61,16 +61,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.churn import p95, sig
-from sidekick.agent import Agent
-from sidekick.browser import BrowserPool
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, ToolResult
 from sidekick.models import Models
-from sidekick.resources import browser_processes
-from sidekick.sessions import Session
+from sidekick.procs import browser_processes
+from sidekick.runs import Runner
+from sidekick.sessions import Session, SessionDeps
 from sidekick.store import Store
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
 
 TARGET_MS = 20.0
 RUN_TIMEOUT = 120.0  # seconds for one turn; a hang is an error, not a data point
@@ -156,7 +156,7 @@ class Turn:
         return done[-1].seconds if done else float("nan")
 
 
-async def run_turn(agent: Agent, tag: str, steps: int) -> Turn:
+async def run_turn(agent: Runner, tag: str, steps: int) -> Turn:
     """One task, start to ``Finished``; whatever went wrong is in ``problems``, never raised."""
     turn = Turn(tag)
     try:
@@ -253,18 +253,12 @@ async def run(steps: int, runs: int, sessions: int) -> Results:
 
             async with contextlib.AsyncExitStack() as owned:
 
-                def new_agent(name: str) -> Agent:
-                    session = Session(name, pool)
+                deps = SessionDeps(settings=settings, pool=pool, store=store, models=models)
+
+                def new_agent(name: str) -> Runner:
+                    session = Session(name, deps)
                     owned.push_async_callback(session.aclose)
-                    agent = Agent(
-                        settings=settings,
-                        models=models,
-                        store=store,
-                        workspace=data / "ws" / name,
-                        get_browser=session.browser,
-                    )
-                    owned.push_async_callback(agent.aclose)
-                    return agent
+                    return session.runner
 
                 log(f"overhead: 1 warm-up turn, then {runs} turns of {steps} steps in one session…")
                 agent = new_agent("serial")

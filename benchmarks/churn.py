@@ -7,7 +7,7 @@ Run from the project root::
     python -m benchmarks.churn --modes shared                 # one mode only (no ratios then)
 
 Each mode opens and closes N sessions one after another, on one asyncio loop. A session is: get a
-browsing-ready context and page, open a page of a local test site (``tests.fakes.site.LocalSite``),
+browsing-ready context and page, open a page of a local test site (``tests.support.fakes.site.LocalSite``),
 take a screenshot and read the title (proof that it can browse), then close.
 
 ``shared``
@@ -52,10 +52,12 @@ from typing import Any, Generic, TypeVar
 
 from playwright.async_api import Browser, Page, Playwright, ViewportSize, async_playwright
 
-from sidekick.browser import VIEWPORT, BrowserPool, SessionBrowser, find_browser, launch_args
+from sidekick.browser.chromium import find_browser, launch_args
+from sidekick.browser.context import SessionBrowser
+from sidekick.browser.pool import VIEWPORT, BrowserPool
 from sidekick.config import Settings
-from sidekick.resources import browser_processes, self_memory_bytes
-from tests.fakes.site import LocalSite
+from sidekick.procs import browser_processes, self_memory_bytes
+from tests.support.fakes.site import LocalSite
 
 MODES = ("shared", "per-session-browser")
 CONCURRENT = 5  # K: sessions open at once in the memory phase (fewer if N is smaller)

@@ -7,9 +7,9 @@ Run from the project root::
     python -m benchmarks.dashboard --screens 20 --repeats 5
     python -m benchmarks.dashboard --app /tmp/try.py   # serve another script (to try a change)
 
-The dashboard runs as a subprocess (``tests.e2e.harness.DashboardServer``) with a fake model
-(``tests.fakes.openai_server.FakeOpenAI``, answering at once, a thread of this process), a local
-site (``tests.fakes.site.LocalSite``), ``SIDEKICK_ALLOW_PRIVATE_NETWORK=1`` and a temporary data
+The dashboard runs as a subprocess (``tests.support.dashboard.DashboardServer``) with a fake model
+(``tests.support.fakes.openai_server.FakeOpenAI``, answering at once, a thread of this process), a local
+site (``tests.support.fakes.site.LocalSite``), ``SIDEKICK_ALLOW_PRIVATE_NETWORK=1`` and a temporary data
 folder. A second Chromium, this process's own, is the person watching. Three measurements:
 
 **page usable** (s): a new tab in a new browser context (a cold HTTP cache, like a first visit)
@@ -66,7 +66,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from benchmarks.churn import p95, sig
-from tests.e2e.harness import (
+from tests.support.dashboard import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DashboardServer,
@@ -76,10 +76,10 @@ from tests.e2e.harness import (
     sidekick_server,
     stable_process_count,
     wait_idle,
-    wait_until,
 )
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.waiting import wait_until
 
 TARGET_USABLE_S = 2.0
 TARGET_VISIBLE_MS = 300.0

@@ -8,9 +8,9 @@ Run from the project root::
 
 Everything is real except the model: one live :class:`~sidekick.browser.BrowserPool` with real
 Chromium shared by the scenarios, the graph and LangGraph's SQLite checkpointer, langchain-openai
-over real HTTP to the fake model (``tests.fakes.openai_server.FakeOpenAI``), and a local site
-(``tests.fakes.site.LocalSite``). Scenarios that need the facade start a real
-:class:`~sidekick.core.Sidekick` (its own loop thread and its own pool) and close it.
+over real HTTP to the fake model (``tests.support.fakes.openai_server.FakeOpenAI``), and a local site
+(``tests.support.fakes.site.LocalSite``). Scenarios that need the facade start a real
+:class:`~sidekick.facade.Sidekick` (its own loop thread and its own pool) and close it.
 
 Each scenario injects one fault (Chromium killed mid-navigation, a page that never loads, a 10 MB
 page, the model answering 500 / 429 / garbage or not at all, a tool that raises, bad arguments,
@@ -61,21 +61,19 @@ from unittest import mock
 import psutil
 from langchain_core.tools import BaseTool, StructuredTool
 
-import sidekick.agent
-from sidekick.agent import Agent, RunHandle
-from sidekick.browser import BrowserPool
+import sidekick.runs
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from sidekick.core import Sidekick
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, RunStarted, ToolResult
-from sidekick.models import Models
-from sidekick.resources import browser_processes, self_memory_bytes
-from sidekick.sessions import Session
-from sidekick.store import Store
+from sidekick.facade import Sidekick
+from sidekick.procs import browser_processes, self_memory_bytes
+from sidekick.runs import RunHandle
 from sidekick.tools.base import ToolContext
-from tests.agent_support import verdict
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import Rig as SupportRig
+from tests.support.runs import open_rig, verdict
 
 T = TypeVar("T")
 
@@ -214,16 +212,11 @@ def check_request(request: dict[str, Any], *, present: Sequence[str] = (), absen
 
 
 # -- an agent on the live pool, as a dashboard session has one ------------------------------------
-@dataclass
-class Rig:
-    settings: Settings
-    store: Store
-    models: Models
-    session: Session
-    agent: Agent
+class Rig(SupportRig):
+    """The shared rig, with this report's default criteria and thread."""
 
     async def start(self, message: str, thread: str = "t1", criteria: str = CRITERIA) -> RunHandle:
-        return await self.agent.start(message, criteria, thread)
+        return await self.runner.start(message, criteria, thread)
 
     async def run(self, message: str, thread: str = "t1", criteria: str = CRITERIA) -> list[Event]:
         return await collect(await self.start(message, thread, criteria))
@@ -245,21 +238,9 @@ def settings_for(env: Env, name: str, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def agent_rig(env: Env, name: str, **overrides: Any) -> AsyncIterator[Rig]:
-    """Store, models, a session on the live pool and its agent; closed in reverse order."""
-    settings = settings_for(env, name, **overrides)
-    async with contextlib.AsyncExitStack() as stack:
-        store = await Store(settings.data_dir / "sidekick.sqlite").open()
-        stack.push_async_callback(store.aclose)
-        models = Models(settings)
-        stack.push_async_callback(models.aclose)
-        session = Session(name, env.pool)
-        stack.push_async_callback(session.aclose)
-        agent = Agent(
-            settings=settings, models=models, store=store, workspace=settings.data_dir / "ws",
-            get_browser=session.browser,
-        )
-        stack.push_async_callback(agent.aclose)
-        yield Rig(settings, store, models, session, agent)
+    """Store, models and a session on the live pool with its runner; closed in reverse order."""
+    async with open_rig(settings_for(env, name, **overrides), env.pool, name=name) as rig:
+        yield Rig(rig.settings, rig.store, rig.models, rig.session)
 
 
 async def collect(handle: RunHandle, timeout: float = RUN_TIMEOUT) -> list[Event]:
@@ -509,17 +490,17 @@ def _exploding_tool() -> BaseTool:
 async def tool_raises(env: Env) -> Outcome:
     """A tool whose implementation raises RuntimeError.
 
-    The Agent builds its tools itself (``sidekick.agent.build_tools``) and takes none from outside,
+    The runner builds its tools itself (``sidekick.runs.build_tools``) and takes none from outside,
     so the graph is built with that function wrapped to add one more tool.
     """
-    real = sidekick.agent.build_tools
+    real = sidekick.runs.build_tools
 
-    def with_explode(ctx: ToolContext, get_browser: Any) -> list[BaseTool]:
-        return [*real(ctx, get_browser), _exploding_tool()]
+    def with_explode(ctx: ToolContext) -> list[BaseTool]:
+        return [*real(ctx), _exploding_tool()]
 
     async with agent_rig(env, "tool_raises") as rig:
-        with mock.patch.object(sidekick.agent, "build_tools", with_explode):
-            rig.agent.graph()  # built (and kept) now, while the wrapper is in place
+        with mock.patch.object(sidekick.runs, "build_tools", with_explode):
+            rig.runner.graph()  # built (and kept) now, while the wrapper is in place
         calls = Reply.tool_call("explode", {"what": "now"})
         results, fault = await _tool_fault(env, rig, calls, "Use the explode tool", 1)
         told = results[0].output
@@ -700,7 +681,7 @@ def _bad_message(env: Env, name: str, message: str, criteria: str, wanted: str) 
         told = refused(lambda: sk.start_run("tab-1", message, criteria, "t1"), wanted)
         absent = [message] if message.strip() else []
         _, done = facade_turn(env, sk, "What is my name?", present=[REMEMBERED], absent=absent)
-        first_turn = sk.history("tab-1", "t1")[:2]
+        first_turn = sk.history("t1")[:2]
         expect(first_turn == [("user", REMEMBERED), ("assistant", "Noted.")], "the conversation lost its first turn")
         return Outcome(told, fault, done)
 
@@ -751,7 +732,7 @@ def _malformed_thread_id(env: Env) -> Outcome:
         told = ""
         for bad in BAD_THREAD_IDS:
             told = refused(functools.partial(sk.start_run, "tab-1", "hello", CRITERIA, bad), "conversation id")
-            expect(sk.history("tab-1", bad) == [] and not sk.conversation_exists(bad), f"{bad!r} was looked up")
+            expect(sk.history(bad) == [] and not sk.conversation_exists(bad), f"{bad!r} was looked up")
         expect([c.thread_id for c in sk.conversations()] == ["t1"], "a refused thread id reached the store")
         _, done = facade_turn(env, sk, "What is my name?", present=[REMEMBERED])
         return Outcome(told, fault, done)
@@ -766,7 +747,7 @@ def _unknown_thread_id(env: Env) -> Outcome:
         facade_turn(env, sk, REMEMBERED, answer="Noted.")
         fault = time.monotonic()
         unknown = "never-seen-0123"
-        expect(sk.history("tab-1", unknown) == [], "an unknown thread has a history")
+        expect(sk.history(unknown) == [], "an unknown thread has a history")
         expect(not sk.conversation_exists(unknown), "an unknown thread exists")
         # A link to a thread that is gone starts that conversation afresh; the others are untouched.
         _, done = facade_turn(env, sk, "Hello?", thread=unknown, absent=[REMEMBERED])

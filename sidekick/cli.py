@@ -3,20 +3,22 @@
     python -m sidekick ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
     python -m sidekick conversations [--json]
 
-Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped, 2 configuration error.
+Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped (Ctrl-C included),
+2 a configuration or usage error. Every exit other than 0 prints one line saying why; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
-from sidekick.agent import RunHandle
+from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.config import Settings
-from sidekick.core import Sidekick, new_thread_id, valid_thread_id
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import (
     ApprovalNeeded,
@@ -33,8 +35,15 @@ from sidekick.events import (
     ToolResult,
     Verdict,
 )
+from sidekick.facade import Sidekick, new_thread_id, valid_thread_id
 from sidekick.models import NO_MODEL, model_configured
-from sidekick.prompts import DEFAULT_CRITERIA
+from sidekick.runs import RunHandle
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Past the turn's own budget, the CLI stops waiting: the run gets this long to report its end.
+WAIT_MARGIN_SECONDS = 30.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,13 +61,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str, code: int = 2) -> int:
+def fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # a usage error exits 2 with argparse's one-line message
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        return fail("Stopped.", EXIT_FAILED)
+    except Exception as exc:  # the last guard: one line, never a traceback
+        log.debug("CLI failed", exc_info=True)
+        return fail(f"Sidekick failed unexpectedly ({type(exc).__name__}); try again.", EXIT_FAILED)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load()
     except ConfigError as exc:
@@ -70,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail("--thread takes the id of a conversation: letters, digits, '-' and '_' only.")
     try:
         core = Sidekick(settings).start(warm=False)
-    except SidekickError as exc:
+    except ConfigError as exc:
         return fail(str(exc))
+    except SidekickError as exc:
+        return fail(str(exc), EXIT_FAILED)
     try:
         if args.command == "conversations":
             return list_conversations(core, as_json=args.json)
@@ -93,17 +114,18 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
     session = "cli"
     thread = args.thread or new_thread_id()
     if args.screenshots:
-        args.screenshots.mkdir(parents=True, exist_ok=True)
-    try:
-        handle: RunHandle | None = core.start_run(session, args.message, args.criteria, thread)
-    except SidekickError as exc:
-        return fail(str(exc))
+        try:
+            args.screenshots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return fail(f"--screenshots: cannot use {args.screenshots}: {exc.strerror or exc}")
+    deadline = time.monotonic() + core.settings.turn_timeout_seconds + WAIT_MARGIN_SECONDS
     outcome = "error"
     shots = 0
     try:
+        handle: RunHandle | None = core.start_run(session, args.message, args.criteria, thread)
         while handle is not None:
             current, handle = handle, None
-            for event in current.iter_events():
+            for event in current.iter_events(deadline=deadline):
                 if isinstance(event, Screenshot) and args.screenshots:
                     shots += 1
                     (args.screenshots / f"{shots:03d}.png").write_bytes(event.png)
@@ -113,13 +135,21 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
                     handle = core.answer_approval(session, thread, approved)
                 if isinstance(event, Finished):
                     outcome = event.outcome
+    except TimeoutError:
+        core.cancel_run(session)
+        return fail("The run did not report its end in time and was stopped.", EXIT_FAILED)
     except KeyboardInterrupt:
         core.cancel_run(session)
-        print("Stopped.", file=sys.stderr)
-        return 130
+        return fail("Stopped.", EXIT_FAILED)
+    except SidekickError as exc:
+        core.cancel_run(session)
+        return fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        core.cancel_run(session)
+        return fail(f"--screenshots: could not save a screenshot: {exc.strerror or exc}", EXIT_FAILED)
     if not args.json:
         print(f"\n(conversation {thread}; continue with --thread {thread})")
-    return 0 if outcome in ("answer", "question") else 1
+    return EXIT_OK if outcome in ("answer", "question") else EXIT_FAILED
 
 
 def decide(event: ApprovalNeeded, *, auto: bool) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sidekick.errors import ConfigError
-from sidekick.policy import UrlPolicy
+from sidekick.web.policy import UrlPolicy
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 
@@ -74,12 +74,12 @@ class Settings:
     pushover_user: str | None = _setting("PUSHOVER_USER", None, "With PUSHOVER_TOKEN, enables notifications.")
     pushover_token: str | None = _setting("PUSHOVER_TOKEN", None, "With PUSHOVER_USER, enables notifications.")
     enable_python: bool = _setting(
-        "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (a separate, limited process)."
+        "SIDEKICK_ENABLE_PYTHON", False, "1 enables the Python tool (each script in a bubblewrap sandbox)."
     )
     python_network: bool = _setting(
         "SIDEKICK_PYTHON_NETWORK",
         False,
-        "1 lets the Python tool's sandbox reach the web, only through the web policy's proxy.",
+        "1 asks for web access from the Python sandbox; not supported yet, so the tool stays off and says so.",
     )
     mcp_config: Path | None = _setting(
         "SIDEKICK_MCP_CONFIG", None, "MCP servers file (default: mcp.json in SIDEKICK_DATA_DIR, if present)."

@@ -11,8 +11,10 @@ traceback. The UI shows ``str(error)`` as it is.
     ├── BrowserError           the browser could not do what was asked
     │   ├── BrowserUnavailableError  no Chromium could be found or launched
     │   ├── BrowserCrashedError      Chromium died under an in-flight call
-    │   └── NavigationError          bad URL, unreachable site, blocked by policy, timeout
+    │   ├── NavigationError          bad URL, unreachable site, blocked by policy, timeout
+    │   └── BrowserTimeoutError      a browser call did not finish within its time limit
     ├── SessionClosedError     the session was reset or ended while the call was on its way
+    ├── StoreError             the conversation store is closed or cannot be used
     ├── RunInProgressError     a second run was started while one is running
     ├── ModelError             the model server failed, refused or timed out
     └── ToolError              a tool failed; the agent turns it into data the model can read
@@ -54,6 +56,14 @@ class NavigationError(BrowserError):
 
 
 class SessionClosedError(SidekickError):
+    pass
+
+
+class BrowserTimeoutError(BrowserError):
+    pass
+
+
+class StoreError(SidekickError):
     pass
 
 

@@ -1,9 +1,9 @@
 """The facade the dashboard and the CLI talk to: one :class:`Sidekick` per process.
 
 It owns the loop thread and, on it, the conversation store (SQLite checkpointer), the chat models,
-the browser pool and the session registry: acquired in that order under an ``AsyncExitStack`` and
-released in reverse. Its methods are synchronous and bounded: they submit coroutines to the loop
-thread and wait with a timeout, so a script thread can never hang on a dead loop.
+the browser pool (with the web policy's guard) and the session registry: acquired in that order under
+an ``AsyncExitStack`` and released in reverse. Its methods are synchronous and bounded: they submit
+coroutines to the loop thread and wait with a timeout, so a script thread can never hang on a dead loop.
 :func:`get_sidekick` returns the process-wide instance and makes sure it is closed at exit.
 """
 
@@ -22,18 +22,31 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
-from sidekick.agent import Agent, RunHandle
-from sidekick.browser import BrowserPool
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import RuntimeStoppedError, SidekickError
 from sidekick.events import Screenshot
-from sidekick.guard import Guard
 from sidekick.models import Models, model_configured
-from sidekick.resources import ProcessReport, browser_processes, self_memory_bytes
+from sidekick.procs import ProcessReport, browser_processes, self_memory_bytes
+from sidekick.runs import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, RunHandle
 from sidekick.runtime import LoopThread
-from sidekick.sessions import Freed, Session, SessionRegistry
+from sidekick.sessions import Freed, SessionDeps, SessionRegistry
 from sidekick.store import Conversation, Store
+from sidekick.tools.base import Availability
 from sidekick.tools.registry import availability
+from sidekick.web.guard import Guard
+
+__all__ = [
+    "MAX_CRITERIA_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "ResourceReport",
+    "Sidekick",
+    "close_sidekick",
+    "current_sidekick",
+    "get_sidekick",
+    "new_thread_id",
+    "valid_thread_id",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +64,7 @@ def valid_thread_id(text: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Resources:
+class ResourceReport:
     """What the resources panel shows."""
 
     sessions: int
@@ -86,7 +99,8 @@ class Sidekick:
 
     @property
     def model_ready(self) -> bool:
-        return self.models is not None
+        """A model is configured, so the agent can run (the browser box works either way)."""
+        return model_configured(self.settings)
 
     def start(self, *, warm: bool = True, timeout: float = 60.0) -> Sidekick:
         self._runtime.start()
@@ -106,32 +120,14 @@ class Sidekick:
                 stack.push_async_callback(models.aclose)
             pool = BrowserPool(self.settings, guard=Guard(self.settings.url_policy()))
             stack.push_async_callback(pool.aclose)
-            registry = SessionRegistry(
-                pool,
-                idle_seconds=self.settings.idle_minutes * 60,
-                grace_seconds=self.settings.session_grace_seconds,
-                is_active=self._is_active,
-                agent_factory=self._make_agent,
-            )
+            deps = SessionDeps(settings=self.settings, pool=pool, store=store, models=models)
+            registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
             self.store, self.models, self.pool, self.registry = store, models, pool, registry
             self._stack = stack.pop_all()
         if warm:
             # Launch in the background: the page renders at once and the first session finds a spare.
             pool.schedule_spare()
-
-    def _make_agent(self, session: Session) -> Agent:
-        assert self.store is not None
-        workspace = (self.settings.data_dir / "workspaces" / _safe(session.id)).resolve()
-        agent = Agent(
-            settings=self.settings,
-            models=self.models,
-            store=self.store,
-            workspace=workspace,
-            get_browser=session.browser,
-        )
-        session.on_blocked = agent.report_blocked
-        return agent
 
     def _registry(self) -> SessionRegistry:
         if self._closed or self.registry is None:
@@ -190,7 +186,7 @@ class Sidekick:
             raise SidekickError("That conversation id is not valid; start a new conversation.")
 
         async def go() -> RunHandle:
-            return await registry.get(session_id).agent.start(message, criteria, thread_id)
+            return await registry.get(session_id).runner.start(message, criteria, thread_id)
 
         return self._call(go(), timeout)
 
@@ -198,8 +194,11 @@ class Sidekick:
         """Resume a run paused for approval of a side-effecting tool call."""
         registry = self._registry()
 
+        if not valid_thread_id(thread_id):
+            raise SidekickError("That conversation id is not valid; start a new conversation.")
+
         async def go() -> RunHandle:
-            return await registry.get(session_id).agent.start("", "", thread_id, resume={"approved": approved})
+            return await registry.get(session_id).runner.resume(thread_id, approved)
 
         return self._call(go(), timeout)
 
@@ -207,38 +206,46 @@ class Sidekick:
         registry = self._registry()
 
         async def go() -> bool:
-            return session_id in registry and await registry.get(session_id).agent.cancel()
+            session = registry.find(session_id)
+            return session is not None and await session.cancel()
 
         return self._call(go(), timeout)
 
-    def history(self, session_id: str, thread_id: str, timeout: float = 15.0) -> list[tuple[str, str]]:
-        registry = self._registry()
-        if not valid_thread_id(thread_id) or self.models is None:
+    def history(self, thread_id: str, timeout: float = 15.0) -> list[tuple[str, str]]:
+        """A conversation's text, read from the store (works without a model)."""
+        store = self._store()
+        if not valid_thread_id(thread_id):
             return []
-
-        async def go() -> list[tuple[str, str]]:
-            return await registry.get(session_id).agent.history(thread_id)
-
-        return self._call(go(), timeout)
+        return self._call(store.history(thread_id), timeout)
 
     def conversations(self, limit: int = 50, timeout: float = 10.0) -> list[Conversation]:
-        assert self.store is not None
-        self._registry()
-        return self._call(self.store.list(limit), timeout)
+        return self._call(self._store().list(limit), timeout)
 
     def conversation_exists(self, thread_id: str, timeout: float = 10.0) -> bool:
-        assert self.store is not None
-        return valid_thread_id(thread_id) and self._call(self.store.exists(thread_id), timeout)
+        store = self._store()
+        return valid_thread_id(thread_id) and self._call(store.exists(thread_id), timeout)
 
-    def delete_conversation(self, thread_id: str, timeout: float = 10.0) -> None:
-        assert self.store is not None
-        if valid_thread_id(thread_id):
-            self._call(self.store.delete(thread_id), timeout)
+    def delete_conversation(self, thread_id: str, timeout: float = 15.0) -> None:
+        """Stop any run on the conversation (waiting for it, so it writes nothing more), then delete it."""
+        store, registry = self._store(), self._registry()
+        if not valid_thread_id(thread_id):
+            return
 
-    def tools(self) -> list[tuple[str, bool, str]]:
+        async def go() -> None:
+            await registry.cancel_thread(thread_id)
+            await store.delete(thread_id)
+
+        self._call(go(), timeout)
+
+    def _store(self) -> Store:
+        self._registry()  # refuses once shut down
+        assert self.store is not None
+        return self.store
+
+    def tools(self) -> list[Availability]:
         return availability(self.settings)
 
-    def resources(self, timeout: float = 10.0) -> Resources:
+    def resources(self, timeout: float = 10.0) -> ResourceReport:
         registry = self._registry()
         pool = self.pool
         assert pool is not None
@@ -247,7 +254,7 @@ class Sidekick:
             return len(registry), sum(1 for s in registry.sessions() if s.has_browser), pool.open_contexts
 
         sessions, with_browser, contexts = self._call(gather(), timeout)
-        return Resources(
+        return ResourceReport(
             sessions=sessions,
             sessions_with_browser=with_browser,
             contexts=contexts,
@@ -270,10 +277,6 @@ class Sidekick:
             except Exception:
                 log.exception("Sidekick did not shut down cleanly")
         self._runtime.stop(timeout=5)
-
-
-def _safe(session_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:64] or "session"
 
 
 _instance: Sidekick | None = None

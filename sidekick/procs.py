@@ -113,13 +113,27 @@ def self_memory_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def kill_browser_processes(pid: int | None = None) -> int:
-    """Last resort when a graceful close timed out: SIGKILL our own browser/driver descendants."""
-    report = browser_processes(pid, memory=False)
-    killed = 0
-    for child_pid in (p.pid for p in report.procs):
+def driver_pids(pid: int | None = None) -> set[int]:
+    """Playwright driver processes descending from ``pid`` (default: this process)."""
+    return set(browser_processes(pid, memory=False).driver_pids)
+
+
+def kill_trees(pids: list[int]) -> int:
+    """Last resort when a graceful close timed out: SIGKILL these processes and their descendants.
+
+    Returns how many were killed. Callers pass only processes they started themselves.
+    """
+    victims: list[psutil.Process] = []
+    for pid in pids:
         try:
-            psutil.Process(child_pid).kill()
+            root = psutil.Process(pid)
+            victims += [*root.children(recursive=True), root]
+        except psutil.NoSuchProcess:
+            continue
+    killed = 0
+    for proc in victims:
+        try:
+            proc.kill()
             killed += 1
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

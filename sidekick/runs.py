@@ -1,6 +1,6 @@
-"""One session's runs: start, stream events, cancel, one at a time.
+"""One session's runs: start, resume after an approval, stream events, cancel, one at a time.
 
-:class:`Agent` runs the graph on the loop thread as an asyncio task and puts typed events on a
+:class:`Runner` runs the graph on the loop thread as an asyncio task and puts typed events on a
 thread-safe queue (:class:`RunHandle`) that the dashboard's script thread, or the CLI, drains. Every
 run ends with exactly one outcome event and then ``Finished``, whatever happens: answer, question,
 approval pause, model error, timeout, budget spent or cancellation. After a cancellation or failure,
@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
@@ -26,8 +27,10 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from sidekick import prompts
-from sidekick.browser import SessionBrowser
+from sidekick.agent import prompts
+from sidekick.agent.context import RunContext
+from sidekick.agent.graph import build_graph
+from sidekick.agent.state import State, TurnInput
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
 from sidekick.events import (
@@ -42,16 +45,17 @@ from sidekick.events import (
     RunStarted,
     Screenshot,
 )
-from sidekick.graph import GraphDeps, RunStats, build_graph, text_of
 from sidekick.models import Models, explain_model_error
 from sidekick.store import Store
-from sidekick.tools.base import ToolContext
+from sidekick.tools.base import BrowserGetter, ToolContext
 from sidekick.tools.registry import build_tools
+from sidekick.transcript import text_of
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 20_000
 MAX_CRITERIA_CHARS = 2_000
+Graph = CompiledStateGraph[State, RunContext, TurnInput, State]
 INTERRUPTED = "Not run: the turn ended (stopped, failed or timed out) before this tool call finished."
 
 
@@ -75,9 +79,11 @@ class RunHandle:
             pass
         return out
 
-    def iter_events(self, poll: float = 0.1) -> Iterator[Event]:
-        """Events as they come, until ``Finished``."""
+    def iter_events(self, poll: float = 0.1, deadline: float | None = None) -> Iterator[Event]:
+        """Events as they come, until ``Finished``; TimeoutError past ``deadline`` (``time.monotonic``)."""
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("no Finished event before the deadline")
             for event in self.drain(timeout=poll):
                 yield event
                 if isinstance(event, Finished):
@@ -108,77 +114,96 @@ def _printable(text: str) -> str:
     return "".join(c for c in text if c in "\n\t" or (ord(c) >= 32 and c != "\x7f"))
 
 
-class Agent:
-    """Runs the graph for one session. Lives on the loop thread. ``aclose`` is idempotent."""
+@dataclass(frozen=True, kw_only=True)
+class RunnerDeps:
+    """What a session's runner is built from."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        models: Models | None,
-        store: Store,
-        workspace: Any,
-        get_browser: Callable[[], Awaitable[SessionBrowser]] | None,
-    ) -> None:
-        self.settings = settings
-        self._models = models
-        self._store = store
-        self._workspace = workspace
-        self._get_browser = get_browser
-        self._graph: CompiledStateGraph[Any] | None = None
+    settings: Settings
+    models: Models | None
+    store: Store
+    workspace: Path
+    get_browser: BrowserGetter | None
+
+
+class Runner:
+    """Runs the graph for one session, one turn at a time. Lives on the loop thread.
+
+    States: idle ⇄ running; closed is final (``aclose`` is idempotent). :meth:`emit` is the session's
+    event sink: tools and the web policy report through it to whichever run is in progress.
+    """
+
+    def __init__(self, deps: RunnerDeps) -> None:
+        self.settings = deps.settings
+        self._deps = deps
+        self._graph: Graph | None = None
         self._task: asyncio.Task[None] | None = None
-        self._handle: RunHandle | None = None
-        self._stats = RunStats()
-        self._latest: Screenshot | None = None
+        self._run: RunContext | None = None
+        self._thread_id: str | None = None
+        # The screen the thread's last run ended on, for vision on its next turn; forgotten when the
+        # browser is reset or closed (it no longer shows that page).
+        self._screen: tuple[str, Screenshot] | None = None
         self.closed = False
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def graph(self) -> CompiledStateGraph[Any]:
+    @property
+    def thread_id(self) -> str | None:
+        """The conversation of the run in progress, if any."""
+        return self._thread_id if self.running else None
+
+    def graph(self) -> Graph:
         if self._graph is None:
-            if self._models is None:
+            deps = self._deps
+            if deps.models is None:
                 raise ConfigError("No model is configured.")
-            ctx = ToolContext(settings=self.settings, workspace=self._workspace, emit=self._emit)
-            deps = GraphDeps(
-                settings=self.settings,
-                models=self._models,
-                tools=build_tools(ctx, self._get_browser),
-                emit=self._emit,
-                stats=lambda: self._stats,
-                latest_screenshot=lambda: self._latest,
+            ctx = ToolContext(
+                settings=deps.settings, workspace=deps.workspace, get_browser=deps.get_browser, emit=self.emit
             )
-            self._graph = build_graph(deps, self._store.checkpointer)
+            self._graph = build_graph(
+                settings=deps.settings,
+                models=deps.models,
+                tools=build_tools(ctx),
+                checkpointer=deps.store.checkpointer,
+            )
         return self._graph
 
     def report_blocked(self, url: str, reason: str) -> None:
         """The web policy stopped a request of this session; shown in the run's steps."""
-        if self.running:
-            self._emit(Blocked(url=url[:500], reason=reason))
+        self.emit(Blocked(url=url[:500], reason=reason))
 
-    def _emit(self, event: Event) -> None:
-        if isinstance(event, Screenshot):
-            self._latest = event
-        if self._handle is not None:
-            self._handle.events.put(event)
+    def emit(self, event: Event) -> None:
+        """Send an event to the run in progress (events outside a run have nobody to see them)."""
+        run = self._run
+        if run is not None and self.running:
+            run.emit(event)
+
+    def forget_screen(self) -> None:
+        """The browser was reset or closed: its last screenshot no longer shows what it shows."""
+        self._screen = None
 
     # -- runs ------------------------------------------------------------------------------------
-    async def start(
-        self, message: str, criteria: str, thread_id: str, *, resume: dict[str, Any] | None = None
-    ) -> RunHandle:
-        """Start a turn (or resume one paused for approval). Raises if one is already running."""
+    async def start(self, message: str, criteria: str, thread_id: str) -> RunHandle:
+        """Start a turn. Raises a SidekickError on bad input or if a run is already going."""
+        message, criteria = check_message(message, criteria)
+        return self._launch(thread_id, message, criteria, resume=None)
+
+    async def resume(self, thread_id: str, approved: bool) -> RunHandle:
+        """Go on with a turn paused for approval of a side-effecting tool call."""
+        return self._launch(thread_id, "", "", resume={"approved": approved})
+
+    def _launch(self, thread_id: str, message: str, criteria: str, resume: dict[str, Any] | None) -> RunHandle:
         if self.closed:
             raise SidekickError("This session was reset or ended; start again.")
         if self.running:
             raise RunInProgressError("Sidekick is still working on your last message: wait for it, or press Stop.")
-        if resume is None:
-            message, criteria = check_message(message, criteria)
         handle = RunHandle(run_id=uuid.uuid4().hex[:12], thread_id=thread_id)
-        self._handle = handle
-        self._stats = RunStats()
+        carried = self._screen[1] if self._screen is not None and self._screen[0] == thread_id else None
+        run = RunContext(put=handle.events.put, screen=carried)
+        self._run, self._thread_id = run, thread_id
         self._task = asyncio.get_running_loop().create_task(
-            self._run(handle, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
+            self._main(handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
         )
         return handle
 
@@ -191,8 +216,10 @@ class Agent:
         await asyncio.wait([task], timeout=timeout)
         return True
 
-    async def _run(self, handle: RunHandle, message: str, criteria: str, resume: dict[str, Any] | None) -> None:
-        emit = self._emit
+    async def _main(
+        self, handle: RunHandle, run: RunContext, message: str, criteria: str, resume: dict[str, Any] | None
+    ) -> None:
+        emit = run.emit
         started = time.monotonic()
         outcome: Any = "error"
         config: RunnableConfig = {
@@ -204,21 +231,17 @@ class Agent:
             graph = self.graph()
             await self._repair(graph, config, resuming=resume is not None)
             if resume is None:
-                await self._store.touch(handle.thread_id, message)
-            payload: Any = (
+                await self._deps.store.touch(handle.thread_id, message)
+            payload: TurnInput | Command[Any] = (
                 Command(resume=resume)
                 if resume is not None
-                else {
-                    "messages": [HumanMessage(message)],
-                    "criteria": criteria,
-                    "feedback": None,
-                    "evaluations": 0,
-                    "outcome": None,
-                }
+                else TurnInput(
+                    messages=[HumanMessage(message)], criteria=criteria, feedback=None, evaluations=0, outcome=None
+                )
             )
             pending: Any = None
             async with asyncio.timeout(self.settings.turn_timeout_seconds):
-                async for update in graph.astream(payload, config, stream_mode="updates"):
+                async for update in graph.astream(payload, config, context=run, stream_mode="updates"):
                     if "__interrupt__" in update:
                         pending = update["__interrupt__"]
             if pending:
@@ -226,7 +249,7 @@ class Agent:
                 emit(ApprovalNeeded(call_id=request["call_id"], name=request["name"], args=dict(request["args"])))
                 outcome = "approval"
             else:
-                outcome = await self._conclude(graph, config)
+                outcome = await self._conclude(graph, config, run)
         except asyncio.CancelledError:
             emit(Cancelled(reason="Stopped. The conversation is kept; send a new message to go on."))
             outcome = "cancelled"
@@ -268,17 +291,19 @@ class Agent:
                 with contextlib.suppress(BaseException):
                     async with asyncio.timeout(5):
                         await asyncio.shield(self._repair(self._graph, config, resuming=False))
+            if run.screen is not None:
+                self._screen = (handle.thread_id, run.screen)
             emit(
                 Finished(
                     outcome=outcome,
                     seconds=time.monotonic() - started,
-                    model_calls=self._stats.model_calls,
-                    tokens=self._stats.tokens,
+                    model_calls=run.stats.model_calls,
+                    tokens=run.stats.tokens,
                 )
             )
             handle.done.set()
 
-    async def _conclude(self, graph: CompiledStateGraph[Any], config: RunnableConfig) -> str:
+    async def _conclude(self, graph: Graph, config: RunnableConfig, run: RunContext) -> str:
         state = (await graph.aget_state(config)).values
         messages: list[BaseMessage] = state.get("messages", [])
         answer = text_of(messages[-1]).strip() if messages else ""
@@ -288,19 +313,19 @@ class Agent:
                     text = answer.removeprefix("Question:").strip()
                 else:
                     text = state.get("feedback") or answer
-                self._emit(Question(text=text))
+                run.emit(Question(text=text))
                 return "question"
             case "accepted":
-                self._emit(FinalAnswer(text=answer, accepted=True))
+                run.emit(FinalAnswer(text=answer, accepted=True))
             case _:
                 note = (
                     f"\n\n_This answer did not pass review after {state.get('evaluations', 0)} round(s). "
                     f"Reviewer's last feedback: {state.get('feedback') or 'none'}_"
                 )
-                self._emit(FinalAnswer(text=answer + note, accepted=False))
+                run.emit(FinalAnswer(text=answer + note, accepted=False))
         return "answer"
 
-    async def _repair(self, graph: CompiledStateGraph[Any], config: RunnableConfig, *, resuming: bool) -> None:
+    async def _repair(self, graph: Graph, config: RunnableConfig, *, resuming: bool) -> None:
         """Give every unanswered tool call a result, so the thread is valid for the model again."""
         if resuming:
             return
@@ -321,25 +346,6 @@ class Agent:
                 return
             if isinstance(message, HumanMessage):
                 return
-
-    # -- history ---------------------------------------------------------------------------------
-    async def history(self, thread_id: str) -> list[tuple[str, str]]:
-        """The conversation as (role, text): each user message and the turn's final reply."""
-        snapshot = await self.graph().aget_state({"configurable": {"thread_id": thread_id}})
-        messages: list[BaseMessage] = snapshot.values.get("messages", []) if snapshot.values else []
-        out: list[tuple[str, str]] = []
-        reply: str | None = None
-        for m in messages:
-            if isinstance(m, HumanMessage):
-                if reply:
-                    out.append(("assistant", reply))
-                reply = None
-                out.append(("user", text_of(m)))
-            elif isinstance(m, AIMessage) and not m.tool_calls and text_of(m).strip():
-                reply = text_of(m).strip()
-        if reply:
-            out.append(("assistant", reply))
-        return out
 
     async def aclose(self) -> None:
         if self.closed:

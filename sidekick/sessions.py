@@ -1,8 +1,8 @@
 """The registry of live sessions and every path that frees them.
 
-A :class:`Session` is one dashboard tab (or one CLI run): its browser context, created on first use,
-and whatever runs on its behalf. :class:`SessionRegistry` lives on the loop thread and frees sessions
-on every path the brief promises:
+A :class:`Session` is one dashboard tab (or one CLI run): its browser context and its
+:class:`~sidekick.runs.Runner`, each made on first use from the process's :class:`SessionDeps`.
+:class:`SessionRegistry` lives on the loop thread and frees sessions on every path the brief promises:
 
 - **Reset**: :meth:`SessionRegistry.reset`, awaited, returns a :class:`Freed` report;
 - **session end**: :meth:`SessionRegistry.end`, submitted by Streamlit's ``on_release``;
@@ -18,18 +18,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from sidekick.agent import Agent
-from sidekick.browser import BrowserPool, Screenshot, SessionBrowser, normalize_url
+from sidekick.browser.context import SessionBrowser
+from sidekick.browser.pool import BrowserPool
+from sidekick.config import Settings
 from sidekick.errors import SessionClosedError
-from sidekick.resources import ProcessReport, browser_processes
+from sidekick.events import Screenshot
+from sidekick.models import Models
+from sidekick.procs import ProcessReport, browser_processes
+from sidekick.runs import Runner, RunnerDeps
+from sidekick.store import Store
+from sidekick.web.urls import normalize_url
 
 log = logging.getLogger(__name__)
 
-AgentFactory = Callable[["Session"], Agent]
+
+@dataclass(frozen=True, kw_only=True)
+class SessionDeps:
+    """What every session is built from: the process's shared resources."""
+
+    settings: Settings
+    pool: BrowserPool
+    store: Store
+    models: Models | None
+
+    def workspace(self, session_id: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:64] or "session"
+        return (self.settings.data_dir / "workspaces" / safe).resolve()
 
 
 @dataclass(frozen=True)
@@ -53,24 +73,27 @@ class Freed:
 
 
 class Session:
-    """One user's session: a browser context on demand, and its agent (built on first use)."""
+    """One user's session: a browser context on demand, and its runner (built on first use)."""
 
-    def __init__(self, session_id: str, pool: BrowserPool, agent_factory: AgentFactory | None = None) -> None:
+    def __init__(self, session_id: str, deps: SessionDeps) -> None:
         self.id = session_id
-        self._pool = pool
-        self._agent_factory = agent_factory
-        self._agent: Agent | None = None
+        self._deps = deps
+        self._pool = deps.pool
+        self._runner: Runner | None = None
         self._browser: SessionBrowser | None = None
         self._browser_lock = asyncio.Lock()
         self.closed = False
         self.created_at = time.monotonic()
         self.last_active = self.created_at
         self.inactive_since: float | None = None  # set by the watchdog when Streamlit forgets the tab
-        # Where this session's blocked requests go (its agent's event stream), whichever context it has.
-        self.on_blocked: Callable[[str, str], None] | None = None
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
+
+    @property
+    def workspace(self) -> Path:
+        """This session's folder for the file and Python tools (created on first use)."""
+        return self._deps.workspace(self.id)
 
     @property
     def has_browser(self) -> bool:
@@ -86,8 +109,7 @@ class Session:
                 old, self._browser = self._browser, None
                 if old is not None:
                     await old.aclose()
-                self._browser = await self._pool.new_session_browser()
-                self._browser.blocked.target = self._report_blocked
+                self._browser = await self._pool.new_session_browser(report=self._report_blocked)
                 if self.closed:  # ended while we were opening it
                     await self._browser.aclose()
                     self._browser = None
@@ -95,8 +117,8 @@ class Session:
             return self._browser
 
     def _report_blocked(self, url: str, reason: str) -> None:
-        if self.on_blocked is not None:
-            self.on_blocked(url, reason)
+        if self._runner is not None:
+            self._runner.report_blocked(url, reason)
 
     async def open_url(self, text: str) -> Screenshot:
         url = normalize_url(text)
@@ -108,27 +130,45 @@ class Session:
     @property
     def busy(self) -> bool:
         """A run is in progress (idle cleanup must wait for it)."""
-        return self._agent is not None and self._agent.running
+        return self._runner is not None and self._runner.running
 
     @property
-    def agent(self) -> Agent:
-        """This session's agent, built on first use (its tools bound to this session)."""
+    def runner(self) -> Runner:
+        """This session's runner, built on first use (its tools bound to this session)."""
         if self.closed:
             raise SessionClosedError("This session was ended; reload the page to start a new one.")
-        if self._agent is None:
-            if self._agent_factory is None:
-                raise SessionClosedError("This session has no agent.")
-            self._agent = self._agent_factory(self)
-        return self._agent
+        if self._runner is None:
+            deps = self._deps
+            self._runner = Runner(
+                RunnerDeps(
+                    settings=deps.settings,
+                    models=deps.models,
+                    store=deps.store,
+                    workspace=self.workspace,
+                    get_browser=self.browser,
+                )
+            )
+        return self._runner
+
+    @property
+    def thread_id(self) -> str | None:
+        """The conversation this session is running a turn of, if any."""
+        return self._runner.thread_id if self._runner is not None else None
+
+    async def cancel(self) -> bool:
+        """Stop the run in progress, waiting for it to wind down; whether there was one."""
+        return self._runner is not None and await self._runner.cancel()
 
     async def release(self) -> tuple[int, int]:
         """Stop the run in progress and close the browser context; the session stays usable.
 
         Returns (contexts closed, runs stopped).
         """
-        stopped = 1 if self._agent is not None and await self._agent.cancel() else 0
+        stopped = 1 if await self.cancel() else 0
         async with self._browser_lock:
             browser, self._browser = self._browser, None
+        if self._runner is not None:
+            self._runner.forget_screen()
         contexts = 0
         if browser is not None and not browser.closed:
             contexts = 1 if browser.alive else 0
@@ -141,8 +181,8 @@ class Session:
             return
         self.closed = True
         await self.release()
-        if self._agent is not None:
-            await self._agent.aclose()
+        if self._runner is not None:
+            await self._runner.aclose()
 
 
 class SessionRegistry:
@@ -150,16 +190,14 @@ class SessionRegistry:
 
     def __init__(
         self,
-        pool: BrowserPool,
+        deps: SessionDeps,
         *,
-        idle_seconds: float,
-        grace_seconds: float,
         is_active: Callable[[str], bool] | None = None,
         sweep_interval: float | None = None,
-        agent_factory: AgentFactory | None = None,
     ) -> None:
-        self._pool = pool
-        self._agent_factory = agent_factory
+        self._deps = deps
+        idle_seconds = deps.settings.idle_minutes * 60
+        grace_seconds = deps.settings.session_grace_seconds
         self._sessions: dict[str, Session] = {}
         self.idle_seconds = idle_seconds
         self.grace_seconds = grace_seconds
@@ -183,9 +221,18 @@ class SessionRegistry:
             raise SessionClosedError("Sidekick is shutting down.")
         session = self._sessions.get(session_id)
         if session is None:
-            session = self._sessions[session_id] = Session(session_id, self._pool, self._agent_factory)
+            session = self._sessions[session_id] = Session(session_id, self._deps)
             self._ensure_watchdog()
         return session
+
+    def find(self, session_id: str) -> Session | None:
+        """The session if it exists (never creates one)."""
+        return self._sessions.get(session_id)
+
+    async def cancel_thread(self, thread_id: str) -> int:
+        """Stop every run on ``thread_id`` and wait for each to wind down; how many were stopped."""
+        running = [s for s in self._sessions.values() if s.thread_id == thread_id]
+        return sum([await s.cancel() for s in running])
 
     async def reset(self, session_id: str) -> Freed:
         """Free the session's context and runs, wait for Chromium to let go, report what was freed."""

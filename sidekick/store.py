@@ -14,6 +14,9 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from sidekick.errors import StoreError
+from sidekick.transcript import Transcript, transcript
+
 TITLE_CHARS = 60
 
 
@@ -54,7 +57,7 @@ class Store:
 
     def _saver(self) -> AsyncSqliteSaver:
         if self.checkpointer is None or self.closed:
-            raise RuntimeError("The conversation store is not open.")
+            raise StoreError("The conversation store is closed; restart Sidekick to continue.")
         return self.checkpointer
 
     async def touch(self, thread_id: str, first_message: str) -> None:
@@ -84,6 +87,14 @@ class Store:
         async with saver.lock:
             cursor = await saver.conn.execute("SELECT 1 FROM conversations WHERE thread_id = ?", (thread_id,))
             return await cursor.fetchone() is not None
+
+    async def history(self, thread_id: str) -> Transcript:
+        """The conversation's text as (role, text), read from its latest checkpoint: no session,
+        runner or model needed."""
+        found = await self._saver().aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        if found is None:
+            return []
+        return transcript(found.checkpoint.get("channel_values", {}).get("messages", []))
 
     async def delete(self, thread_id: str) -> None:
         saver = self._saver()

@@ -6,22 +6,22 @@ Playwright-driver process descends from the test process.
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sidekick.agent import Agent
-from sidekick.browser import BrowserPool
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from sidekick.models import Models
-from sidekick.resources import browser_processes
-from sidekick.sessions import Session
+from sidekick.procs import browser_processes
+from sidekick.sessions import SessionDeps, SessionRegistry
 from sidekick.store import Store
-from tests.agent_support import Rig
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import MakeRegistry, Rig, agent_settings, open_rig
+from tests.support.waiting import poll
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +49,39 @@ async def pool(settings: Settings) -> AsyncIterator[BrowserPool]:
         await p.aclose()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns something truthy; return it (or the last value)."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real SQLite store in a temporary folder."""
+    opened = await Store(tmp_path / "store" / "sidekick.sqlite").open()
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+@pytest.fixture
+async def registries(settings: Settings, pool: BrowserPool, store: Store) -> AsyncIterator[MakeRegistry]:
+    """Makes session registries on the shared pool (no model); closes every one, even on failure."""
+    made: list[SessionRegistry] = []
+
+    def make(*, idle_seconds: float = 900, grace_seconds: float = 1, **kw: Any) -> SessionRegistry:
+        kw.setdefault("sweep_interval", 3600)
+        timing = dataclasses.replace(settings, idle_minutes=idle_seconds / 60, session_grace_seconds=grace_seconds)
+        registry = SessionRegistry(SessionDeps(settings=timing, pool=pool, store=store, models=None), **kw)
+        made.append(registry)
+        return registry
+
+    try:
+        yield make
+    finally:
+        for registry in reversed(made):
+            await registry.aclose()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_leaked_browsers() -> Iterator[None]:
     yield
-    left = wait_until(lambda: browser_processes(memory=False).processes == 0, timeout=10)
+    left = poll(lambda: browser_processes(memory=False).processes == 0, timeout=10)
     assert left, f"browser processes leaked by the test session: {browser_processes(memory=False)}"
 
 
@@ -82,25 +101,6 @@ def llm(llm_server: FakeOpenAI) -> FakeOpenAI:
 
 @pytest.fixture
 async def rig(tmp_path: Path, pool: BrowserPool, llm: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    """An Agent with its own Session, Store and Models; ``indirect`` params override settings."""
-    overrides = getattr(request, "param", {})
-    settings = Settings(
-        data_dir=tmp_path,
-        openai_base_url=llm.base_url,
-        openai_api_key="test",
-        model_retries=0,
-        model_timeout_seconds=5,
-        tool_timeout_seconds=5,
-        **overrides,
-    )
-    store = await Store(tmp_path / "sidekick.sqlite").open()
-    models = Models(settings)
-    session = Session("s1", pool)
-    agent = Agent(settings=settings, models=models, store=store, workspace=tmp_path / "ws", get_browser=session.browser)
-    try:
-        yield Rig(settings, store, models, session, agent)
-    finally:
-        await agent.aclose()
-        await session.aclose()
-        await models.aclose()
-        await store.aclose()
+    """A session with its runner, store and models; ``indirect`` params override settings."""
+    async with open_rig(agent_settings(tmp_path, llm, **getattr(request, "param", {})), pool) as made:
+        yield made

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidekick.agent import INTERRUPTED, Agent
-from sidekick.browser import BrowserPool
+from sidekick.browser.pool import BrowserPool
 from sidekick.errors import RunInProgressError, SidekickError
 from sidekick.events import (
     ApprovalNeeded,
@@ -25,11 +24,10 @@ from sidekick.events import (
     ToolResult,
     Verdict,
 )
-from sidekick.sessions import Session
-from sidekick.store import Store
-from tests.agent_support import Rig, collect, of, verdict
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from sidekick.runs import INTERRUPTED
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import Rig, collect, of, open_rig, verdict
 
 
 async def test_tool_use_then_answer_accepted(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:
@@ -85,7 +83,7 @@ async def test_a_question_ends_the_turn_and_the_reply_continues_the_thread(rig: 
     assert of(events, FinalAnswer)[0].text == "In Paris it is sunny."
     sent = [m.get("content") for m in llm.requests[1]["messages"]]
     assert "What's the weather like?" in sent and "Question: Which city do you mean?" in sent and "Paris" in sent
-    assert await rig.agent.history("t1") == [
+    assert await rig.store.history("t1") == [
         ("user", "What's the weather like?"),
         ("assistant", "Question: Which city do you mean?"),
         ("user", "Paris"),
@@ -151,9 +149,9 @@ async def test_a_failing_tool_is_data_the_model_reads(rig: Rig, llm: FakeOpenAI)
 async def test_a_second_run_while_one_runs_is_refused(rig: Rig, llm: FakeOpenAI) -> None:
     llm.worker(Reply.slow(1.0, Reply.text("Done.")))
     llm.evaluator(verdict(True))
-    handle = await rig.agent.start("First", "ok", "t1")
+    handle = await rig.runner.start("First", "ok", "t1")
     with pytest.raises(RunInProgressError, match="still working"):
-        await rig.agent.start("Second", "ok", "t1")
+        await rig.runner.start("Second", "ok", "t1")
     await collect(handle)
 
 
@@ -161,13 +159,13 @@ async def test_cancel_mid_model_call_stops_within_a_second_and_the_thread_stays_
     rig: Rig, llm: FakeOpenAI
 ) -> None:
     llm.worker(Reply.hang())
-    handle = await rig.agent.start("Take your time", "ok", "t1")
+    handle = await rig.runner.start("Take your time", "ok", "t1")
     async with asyncio.timeout(10):
         while not llm.requests:  # the model call is under way
             await asyncio.sleep(0.02)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    assert await rig.agent.cancel()
+    assert await rig.runner.cancel()
     events = await collect(handle)
     assert loop.time() - t0 < 1.0
     assert of(events, Cancelled) and events[-1].outcome == "cancelled"  # type: ignore[attr-defined]
@@ -180,11 +178,11 @@ async def test_cancel_mid_model_call_stops_within_a_second_and_the_thread_stays_
 
 async def test_cancel_during_a_tool_gives_the_call_a_result(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:
     llm.worker(Reply.tool_call("navigate", {"url": site.url("/hang")}))
-    handle = await rig.agent.start("Open the slow page", "ok", "t1")
+    handle = await rig.runner.start("Open the slow page", "ok", "t1")
     async with asyncio.timeout(10):
         while "/hang" not in site.hits:
             await asyncio.sleep(0.05)
-    await rig.agent.cancel()
+    await rig.runner.cancel()
     events = await collect(handle)
     assert events[-1].outcome == "cancelled"  # type: ignore[attr-defined]
     llm.worker(Reply.text("OK."))
@@ -219,19 +217,19 @@ async def test_side_effects_wait_for_approval_and_run_only_when_approved(
     events = await rig.run("Save a note")
     request = of(events, ApprovalNeeded)[0]
     assert request.name == "write_file" and events[-1].outcome == "approval"  # type: ignore[attr-defined]
-    assert not (tmp_path / "ws" / "note.txt").exists()
-    events = await collect(await rig.agent.start("", "", "t1", resume={"approved": True}))
+    assert not (rig.session.workspace / "note.txt").exists()
+    events = await collect(await rig.runner.resume("t1", True))
     assert of(events, FinalAnswer)[0].text == "Saved."
-    assert (tmp_path / "ws" / "note.txt").read_text() == "hello"
+    assert (rig.session.workspace / "note.txt").read_text() == "hello"
 
 
 async def test_a_denied_side_effect_never_runs_and_the_model_is_told(rig: Rig, llm: FakeOpenAI, tmp_path: Path) -> None:
     llm.worker(Reply.tool_call("write_file", {"path": "x.txt", "content": "no"}), Reply.text("Not saved."))
     llm.evaluator(verdict(True))
     await rig.run("Save x")
-    events = await collect(await rig.agent.start("", "", "t1", resume={"approved": False}))
+    events = await collect(await rig.runner.resume("t1", False))
     assert of(events, ToolResult)[0].ok is False
-    assert not (tmp_path / "ws" / "x.txt").exists()
+    assert not (rig.session.workspace / "x.txt").exists()
     told = [m["content"] for m in llm.requests[-2]["messages"] if m["role"] == "tool"]
     assert "denied" in told[0]
 
@@ -242,28 +240,20 @@ async def test_history_survives_a_restart_with_the_same_sqlite_file(
     llm.worker(Reply.text("Noted: your name is Ada."))
     llm.evaluator(verdict(True))
     await rig.run("My name is Ada.", thread="keep")
-    await rig.agent.aclose()
+    await rig.session.aclose()
     await rig.store.aclose()
 
-    store = await Store(tmp_path / "sidekick.sqlite").open()
-    session = Session("s2", pool)
-    agent = Agent(settings=rig.settings, models=rig.models, store=store, workspace=tmp_path / "ws",
-                  get_browser=session.browser)
-    try:
-        assert await agent.history("keep") == [("user", "My name is Ada."), ("assistant", "Noted: your name is Ada.")]
-        listed = await store.list()
+    async with open_rig(rig.settings, pool, name="s2") as again:
+        history = [("user", "My name is Ada."), ("assistant", "Noted: your name is Ada.")]
+        assert await again.store.history("keep") == history
+        listed = await again.store.list()
         assert [(c.thread_id, c.title) for c in listed] == [("keep", "My name is Ada.")]
         llm.worker(Reply.text("Your name is Ada."))
         llm.evaluator(verdict(True))
-        await collect(await agent.start("What is my name?", "ok", "keep"))
+        await again.run("What is my name?", "ok", "keep")
         assert any(m.get("content") == "My name is Ada." for m in llm.requests[-2]["messages"])
-        await store.delete("keep")
-        assert await store.list() == [] and await agent.history("keep") == []
-    finally:
-        await agent.aclose()
-        await session.aclose()
-        await store.aclose()
-        rig.store = store  # already closed; the fixture's aclose is idempotent
+        await again.store.delete("keep")
+        assert await again.store.list() == [] and await again.store.history("keep") == []
 
 
 @pytest.mark.parametrize(
@@ -272,12 +262,12 @@ async def test_history_survives_a_restart_with_the_same_sqlite_file(
 )
 async def test_bad_messages_are_refused_clearly(rig: Rig, message: str, error: str) -> None:
     with pytest.raises(SidekickError, match=error):
-        await rig.agent.start(message, "ok", "t1")
+        await rig.runner.start(message, "ok", "t1")
 
 
 async def test_control_characters_are_stripped_and_long_criteria_refused(rig: Rig, llm: FakeOpenAI) -> None:
     with pytest.raises(SidekickError, match="success criteria"):
-        await rig.agent.start("hi", "c" * 5000, "t1")
+        await rig.runner.start("hi", "c" * 5000, "t1")
     llm.worker(Reply.text("Hello."))
     llm.evaluator(verdict(True))
     events = await rig.run("he\x00ll\x1bo")
@@ -290,7 +280,7 @@ async def test_auto_approve_runs_side_effects_without_pausing(rig: Rig, llm: Fak
     llm.evaluator(verdict(True))
     events = await rig.run("Save it")
     assert not of(events, ApprovalNeeded) and of(events, FinalAnswer)[0].text == "Saved."
-    assert (tmp_path / "ws" / "auto.txt").read_text() == "yes"
+    assert (rig.session.workspace / "auto.txt").read_text() == "yes"
 
 
 @pytest.mark.parametrize("rig", [{"vision": True}], indirect=True)

@@ -5,11 +5,12 @@ import socket
 
 import pytest
 
-from sidekick.browser import BrowserPool, find_browser
+from sidekick.browser.chromium import find_browser
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import BrowserCrashedError, BrowserUnavailableError, NavigationError, SessionClosedError
-from sidekick.resources import browser_processes
-from tests.fakes.site import LocalSite
+from sidekick.procs import browser_processes
+from tests.support.fakes.site import LocalSite
 
 
 async def test_sessions_do_not_share_cookies(pool: BrowserPool, site: LocalSite) -> None:
@@ -35,10 +36,10 @@ async def test_aclose_twice_is_fine_and_use_after_close_is_a_clear_error(pool: B
 
 async def test_a_warm_spare_is_ready_before_the_first_session(pool: BrowserPool) -> None:
     await pool.warm()
-    assert pool.open_contexts == 1 and pool.session_contexts == 1
+    assert pool.open_contexts == 1 and pool.session_contexts == 0  # the spare is nobody's yet
     sb = await pool.new_session_browser()
     await pool.warm()  # the spare was handed out and a new one is warming
-    assert pool.open_contexts == 2
+    assert pool.open_contexts == 2 and pool.session_contexts == 1
     await sb.aclose()
     assert pool.open_contexts == 1
 

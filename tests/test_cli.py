@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sidekick.cli import main
-from tests.agent_support import verdict
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,11 @@ def test_blank_values_mean_default() -> None:
     [
         ("SIDEKICK_HEADLESS", "maybe", "SIDEKICK_HEADLESS must be 1 or 0"),
         ("SIDEKICK_MAX_EVALUATIONS", "three", "SIDEKICK_MAX_EVALUATIONS must be a whole number"),
-        ("SIDEKICK_MAX_EVALUATIONS", "-1", "must not be negative"),
+        ("SIDEKICK_MODEL_RETRIES", "-1", "must not be negative"),
+        ("SIDEKICK_MAX_EVALUATIONS", "-1", "SIDEKICK_MAX_EVALUATIONS must be at least 1"),
+        ("SIDEKICK_MAX_EVALUATIONS", "0", "SIDEKICK_MAX_EVALUATIONS must be at least 1"),
+        ("SIDEKICK_RECURSION_LIMIT", "0", "SIDEKICK_RECURSION_LIMIT must be at least 2"),
+        ("SIDEKICK_RECURSION_LIMIT", "1", "SIDEKICK_RECURSION_LIMIT must be at least 2"),
         ("SIDEKICK_IDLE_MINUTES", "nan", "must be a positive number"),
         ("SIDEKICK_TOOL_TIMEOUT", "0", "must be a positive number"),
         ("SIDEKICK_ALLOWED_DOMAINS", "http://x/y", "SIDEKICK_ALLOWED_DOMAINS: 'http://x/y' is not a domain"),
@@ -36,6 +40,13 @@ def test_blank_values_mean_default() -> None:
 def test_malformed_values_name_the_variable(env: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.load({env: value})
+
+
+def test_zero_retries_and_smallest_working_budgets_are_accepted() -> None:
+    loaded = Settings.load(
+        {"SIDEKICK_MODEL_RETRIES": "0", "SIDEKICK_MAX_EVALUATIONS": "1", "SIDEKICK_RECURSION_LIMIT": "2"}
+    )
+    assert (loaded.model_retries, loaded.max_evaluations, loaded.recursion_limit) == (0, 1, 2)
 
 
 def test_domain_lists_become_the_url_policy() -> None:

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from sidekick.config import Settings
-from sidekick.core import Sidekick, valid_thread_id
 from sidekick.errors import NavigationError, RuntimeStoppedError, SidekickError
 from sidekick.events import Blocked, ToolResult
-from sidekick.resources import browser_processes
-from tests.agent_support import verdict
-from tests.conftest import wait_until
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from sidekick.facade import Sidekick, valid_thread_id
+from sidekick.procs import browser_processes
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import verdict
+from tests.support.waiting import poll
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_end_session_frees_without_waiting(core: Sidekick, site: LocalSite) -> N
     t0 = time.monotonic()
     core.end_session("tab-1")
     assert time.monotonic() - t0 < 0.1  # submitted, not awaited: safe on Streamlit's server thread
-    assert wait_until(lambda: core.resources().sessions == 0, timeout=10)
+    assert poll(lambda: core.resources().sessions == 0, timeout=10)
 
 
 def test_close_is_idempotent_frees_every_process_and_refuses_later_calls(tmp_path: Path, site: LocalSite) -> None:
@@ -59,7 +59,7 @@ def test_close_is_idempotent_frees_every_process_and_refuses_later_calls(tmp_pat
     sk.open_url("b", site.url("/about"))
     sk.close()
     sk.close()
-    assert wait_until(lambda: browser_processes(memory=False).processes == 0, timeout=10)
+    assert poll(lambda: browser_processes(memory=False).processes == 0, timeout=10)
     with pytest.raises(RuntimeStoppedError):
         sk.open_url("a", site.url("/"))
     sk.end_session("a")  # never raises after close: on_release may fire late
@@ -78,7 +78,7 @@ def test_thread_ids_are_checked(core: Sidekick) -> None:
     assert valid_thread_id("abc_DEF-123") and not valid_thread_id("../x") and not valid_thread_id("")
     with pytest.raises(SidekickError, match="conversation id"):
         core.start_run("tab-1", "hi", "ok", "../../etc/passwd")
-    assert not core.conversation_exists("nope") and core.history("tab-1", "../x") == []
+    assert not core.conversation_exists("nope") and core.history("../x") == []
 
 
 def test_the_web_policy_blocks_private_addresses_and_the_run_shows_it(

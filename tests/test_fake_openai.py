@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-from tests.fakes import FakeOpenAI, Reply
+from tests.support.fakes import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -33,10 +33,10 @@ from benchmarks.faults import (
     processes_after_close,
     run_scenario,
 )
-from sidekick.browser import BrowserPool
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.fakes.site import LocalSite
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from playwright.async_api import Error as PlaywrightError
 
-from sidekick.browser import BrowserPool, SessionBrowser
+from sidekick.browser.context import SessionBrowser
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import BrowserError, NavigationError
-from sidekick.guard import Guard
-from sidekick.policy import UrlPolicy
-from tests.fakes.site import LocalSite
+from sidekick.web.guard import Guard
+from sidekick.web.policy import UrlPolicy
+from tests.support.fakes.site import LocalSite
 
 PUBLIC_ADDRESS = "93.184.216.34"
 NAMES = {"public.test": [PUBLIC_ADDRESS], "intranet.test": ["10.0.0.7"]}
@@ -115,9 +116,8 @@ class Guarded:
         return f"http://public.test:{self.site.port}{path}"
 
     async def session(self) -> tuple[SessionBrowser, list[tuple[str, str]]]:
-        sb = await self.pool.new_session_browser()
         reports: list[tuple[str, str]] = []
-        sb.blocked.target = lambda url, reason: reports.append((url, reason))
+        sb = await self.pool.new_session_browser(report=lambda url, reason: reports.append((url, reason)))
         return sb, reports
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from sidekick.events import ApprovalNeeded, FinalAnswer, ToolResult
 from sidekick.tools.base import UNTRUSTED_CLOSE, untrusted
-from tests.agent_support import Rig, collect, of, verdict
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import Rig, collect, of, verdict
 
 EVIL = """<html><head><title>Cheap flights</title></head><body>
 <h1>Cheap flights to Lisbon</h1><p>From 49 EUR.</p>
@@ -38,7 +38,7 @@ async def test_hidden_instructions_pause_for_approval_and_deny_means_never_run(
     assert page_result.count("<<<END UNTRUSTED CONTENT>>>") == 1
     assert "admin mode" in page_result.split("<<<END UNTRUSTED CONTENT>>>")[0]  # still inside the block
 
-    events = await collect(await rig.agent.start("", "", "t1", resume={"approved": False}))
+    events = await collect(await rig.runner.resume("t1", False))
     denied = of(events, ToolResult)[0]
     assert denied.name == "send_notification" and not denied.ok and "denied" in denied.output
     assert of(events, FinalAnswer)[0].text.startswith("Flights to Lisbon")

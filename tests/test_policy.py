@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from sidekick import policy
 from sidekick.errors import ConfigError
-from sidekick.policy import UrlPolicy, Verdict, check_url, check_url_static, default_resolver
+from sidekick.web import policy
+from sidekick.web.policy import UrlPolicy, UrlVerdict, check_url, check_url_static, default_resolver
 
 # The fake DNS: no test touches the network.
 DNS: dict[str, list[str]] = {
@@ -37,7 +37,7 @@ class FakeResolver:
         return self.table[host]
 
 
-async def check(url: str, policy: UrlPolicy | None = None) -> tuple[Verdict, list[str]]:
+async def check(url: str, policy: UrlPolicy | None = None) -> tuple[UrlVerdict, list[str]]:
     resolver = FakeResolver()
     verdict = await check_url(url, policy or UrlPolicy(), resolver)
     return verdict, resolver.calls
@@ -69,11 +69,11 @@ ALLOWED = [
 @pytest.mark.parametrize(("url", "host"), ALLOWED)
 async def test_allowed(url: str, host: str) -> None:
     verdict, _ = await check(url)
-    assert verdict == Verdict(True, "allowed", host)
+    assert verdict == UrlVerdict(True, "allowed", host)
 
 
 def test_about_blank_is_the_only_about_url() -> None:
-    assert check_url_static("about:blank", UrlPolicy()) == Verdict(True, "allowed: about:blank", None)
+    assert check_url_static("about:blank", UrlPolicy()) == UrlVerdict(True, "allowed: about:blank", None)
     assert not check_url_static("about:srcdoc", UrlPolicy()).allowed
     assert not check_url_static("about:blank#x", UrlPolicy()).allowed
 
@@ -242,7 +242,8 @@ async def test_a_resolver_that_hangs_is_a_denial() -> None:
         return ["93.184.216.34"]
 
     verdict = await check_url("https://slow.example/", UrlPolicy(), hang, timeout=0.01)
-    assert verdict == Verdict(False, "blocked: could not resolve slow.example (no answer within 0.01s)", "slow.example")
+    reason = "blocked: could not resolve slow.example (no answer within 0.01s)"
+    assert verdict == UrlVerdict(False, reason, "slow.example")
 
 
 async def test_a_broken_resolver_is_a_denial() -> None:
@@ -258,7 +259,7 @@ async def test_default_resolver_reads_literal_addresses_without_dns() -> None:
 
 
 def test_the_static_check_does_everything_but_dns() -> None:
-    assert check_url_static("http://intranet.example/", UrlPolicy()) == Verdict(True, "allowed", "intranet.example")
+    assert check_url_static("http://intranet.example/", UrlPolicy()) == UrlVerdict(True, "allowed", "intranet.example")
     assert not check_url_static("http://0x7f.1/", UrlPolicy()).allowed
     assert not check_url_static("http://app.localhost/", UrlPolicy()).allowed
 

@@ -3,21 +3,18 @@ import time
 
 import pytest
 
-from sidekick.browser import BrowserPool, normalize_url
+from sidekick.browser.pool import BrowserPool
 from sidekick.errors import NavigationError, SessionClosedError
-from sidekick.resources import browser_processes
-from sidekick.sessions import SessionRegistry
-from tests.fakes.site import LocalSite
+from sidekick.procs import browser_processes
+from sidekick.web.urls import normalize_url
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import MakeRegistry
 
 
-def registry_for(pool: BrowserPool, **kw) -> SessionRegistry:  # type: ignore[no-untyped-def]
-    kw.setdefault("idle_seconds", 900)
-    kw.setdefault("grace_seconds", 1)
-    return SessionRegistry(pool, sweep_interval=3600, **kw)
-
-
-async def test_reset_frees_the_context_and_its_renderer_processes(pool: BrowserPool, site: LocalSite) -> None:
-    reg = registry_for(pool)
+async def test_reset_frees_the_context_and_its_renderer_processes(
+    registries: MakeRegistry, pool: BrowserPool, site: LocalSite
+) -> None:
+    reg = registries()
     session = reg.get("s1")
     await session.open_url(site.url("/"))
     await pool.warm()
@@ -34,8 +31,8 @@ async def test_reset_frees_the_context_and_its_renderer_processes(pool: BrowserP
     await reg.aclose()
 
 
-async def test_reset_of_a_session_without_a_browser_frees_nothing(pool: BrowserPool) -> None:
-    reg = registry_for(pool)
+async def test_reset_of_a_session_without_a_browser_frees_nothing(registries: MakeRegistry, pool: BrowserPool) -> None:
+    reg = registries()
     reg.get("s1")
     freed = await reg.reset("s1")
     assert (freed.contexts, freed.processes) == (0, 0)
@@ -44,8 +41,10 @@ async def test_reset_of_a_session_without_a_browser_frees_nothing(pool: BrowserP
     await reg.aclose()
 
 
-async def test_end_is_idempotent_and_refuses_later_use(pool: BrowserPool, site: LocalSite) -> None:
-    reg = registry_for(pool)
+async def test_end_is_idempotent_and_refuses_later_use(
+    registries: MakeRegistry, pool: BrowserPool, site: LocalSite
+) -> None:
+    reg = registries()
     session = reg.get("s1")
     await session.open_url(site.url("/"))
     await reg.end("s1")
@@ -58,9 +57,9 @@ async def test_end_is_idempotent_and_refuses_later_use(pool: BrowserPool, site: 
 
 
 async def test_idle_sessions_lose_their_context_and_get_a_fresh_one_on_next_use(
-    pool: BrowserPool, site: LocalSite
+    registries: MakeRegistry, pool: BrowserPool, site: LocalSite
 ) -> None:
-    reg = registry_for(pool, idle_seconds=60)
+    reg = registries(idle_seconds=60)
     session = reg.get("s1")
     await session.open_url(site.url("/set-cookie?value=x"))
     await reg.sweep(now=time.monotonic() + 61)
@@ -71,10 +70,10 @@ async def test_idle_sessions_lose_their_context_and_get_a_fresh_one_on_next_use(
 
 
 async def test_watchdog_ends_sessions_streamlit_no_longer_knows_after_the_grace(
-    pool: BrowserPool, site: LocalSite
+    registries: MakeRegistry, pool: BrowserPool, site: LocalSite
 ) -> None:
     active = {"s1": True, "s2": True}
-    reg = registry_for(pool, is_active=lambda sid: active[sid], grace_seconds=5)
+    reg = registries(is_active=lambda sid: active[sid], grace_seconds=5)
     await reg.get("s1").open_url(site.url("/"))
     reg.get("s2")
     active["s1"] = False
@@ -86,8 +85,8 @@ async def test_watchdog_ends_sessions_streamlit_no_longer_knows_after_the_grace(
     await reg.aclose()
 
 
-async def test_watchdog_runs_by_itself(pool: BrowserPool) -> None:
-    reg = SessionRegistry(pool, idle_seconds=900, grace_seconds=0.1, is_active=lambda sid: False, sweep_interval=0.05)
+async def test_watchdog_runs_by_itself(registries: MakeRegistry, pool: BrowserPool) -> None:
+    reg = registries(grace_seconds=0.1, is_active=lambda sid: False, sweep_interval=0.05)
     reg.get("gone")
     for _ in range(100):
         if "gone" not in reg:
@@ -97,8 +96,8 @@ async def test_watchdog_runs_by_itself(pool: BrowserPool) -> None:
     await reg.aclose()
 
 
-async def test_aclose_ends_every_session(pool: BrowserPool, site: LocalSite) -> None:
-    reg = registry_for(pool)
+async def test_aclose_ends_every_session(registries: MakeRegistry, pool: BrowserPool, site: LocalSite) -> None:
+    reg = registries()
     for sid in ("a", "b", "c"):
         await reg.get(sid).open_url(site.url("/"))
     await reg.aclose()

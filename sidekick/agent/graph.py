@@ -18,8 +18,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -28,15 +27,18 @@ from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field, ValidationError
 
-from sidekick import prompts
+from sidekick.agent import prompts
+from sidekick.agent.context import RunContext
+from sidekick.agent.state import State, TurnInput
 from sidekick.config import Settings
 from sidekick.errors import ModelError, SidekickError
-from sidekick.events import CriterionCheck, Event, Screenshot, ToolCall, ToolResult, Verdict
+from sidekick.events import CriterionCheck, ToolCall, ToolResult, Verdict
 from sidekick.models import Models
-from sidekick.state import State
+from sidekick.transcript import text_of
 
 T = TypeVar("T")
 EVIDENCE_CHARS = 600  # of each tool result, for the evaluator
@@ -56,38 +58,8 @@ class EvaluationModel(BaseModel):
     feedback: str = Field(description="What the assistant should fix, or why it was accepted.")
 
 
-@dataclass
-class RunStats:
-    model_calls: int = 0
-    tokens: int = 0
-
-    def add(self, message: BaseMessage | None) -> None:
-        self.model_calls += 1
-        usage = getattr(message, "usage_metadata", None) or {}
-        self.tokens += int(usage.get("total_tokens", 0))
-
-
-@dataclass
-class GraphDeps:
-    """What the nodes need from the session running them."""
-
-    settings: Settings
-    models: Models
-    tools: Sequence[BaseTool]
-    emit: Callable[[Event], None]
-    stats: Callable[[], RunStats]
-    latest_screenshot: Callable[[], Screenshot | None]
-
-
 def is_side_effect(tool: BaseTool) -> bool:
     return bool((tool.metadata or {}).get("side_effect"))
-
-
-def text_of(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
 
 
 def is_question(message: BaseMessage) -> bool:
@@ -119,20 +91,26 @@ def render_evidence(messages: Sequence[AnyMessage]) -> str:
     return text[-EVIDENCE_TOTAL:]
 
 
-def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) -> CompiledStateGraph[Any]:
-    settings = deps.settings
-    by_name = {t.name: t for t in deps.tools}
-    worker_llm = deps.models.worker.bind_tools(list(deps.tools)) if deps.tools else deps.models.worker
-    evaluator_llm = deps.models.evaluator.with_structured_output(EvaluationModel, include_raw=True)
+def build_graph(
+    *,
+    settings: Settings,
+    models: Models,
+    tools: Sequence[BaseTool],
+    checkpointer: BaseCheckpointSaver[Any] | None,
+) -> CompiledStateGraph[State, RunContext, TurnInput, State]:
+    """The compiled graph; each run passes its :class:`RunContext` as ``context=``."""
+    by_name = {t.name: t for t in tools}
+    worker_llm = models.worker.bind_tools(list(tools)) if tools else models.worker
+    evaluator_llm = models.evaluator.with_structured_output(EvaluationModel, include_raw=True)
 
-    async def worker(state: State) -> dict[str, Any]:
+    async def worker(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         criteria = prompts.numbered(prompts.split_criteria(state["criteria"]))
         now = datetime.now().astimezone().strftime("%A %d %B %Y, %H:%M %Z")
         messages: list[BaseMessage] = [SystemMessage(prompts.WORKER.format(now=now, criteria=criteria))]
         messages.extend(state["messages"])
         if state.get("feedback"):
             messages.append(SystemMessage(prompts.WORKER_FEEDBACK.format(feedback=state["feedback"])))
-        shot = deps.latest_screenshot() if settings.vision else None
+        shot = runtime.context.screen if settings.vision else None
         if shot is not None:
             # Only the newest screenshot is sent, and never stored: the context holds one image at most.
             data = base64.b64encode(shot.png).decode()
@@ -145,7 +123,7 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
                 )
             )
         response = await read_model(worker_llm.ainvoke(messages), settings)
-        deps.stats().add(response)
+        runtime.context.stats.add(response)
         update: dict[str, Any] = {"messages": [response]}
         if is_question(response):
             update["outcome"] = "question"
@@ -159,7 +137,8 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
             return "__end__"
         return "evaluator"
 
-    async def tools(state: State) -> dict[str, Any]:
+    async def tools_node(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        emit = runtime.context.emit
         last = state["messages"][-1]
         assert isinstance(last, AIMessage)
         calls = last.tool_calls
@@ -181,15 +160,15 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
                 f"Error: the arguments for {name} were not valid JSON ({bad.get('error') or 'unreadable'}); "
                 "call it again with a JSON object."
             )
-            deps.emit(ToolCall(call_id=call_id, name=name, args={"raw": str(bad.get("args") or "")[:200]}))
-            deps.emit(ToolResult(call_id=call_id, name=name, output=output, ok=False, seconds=0.0))
+            emit(ToolCall(call_id=call_id, name=name, args={"raw": str(bad.get("args") or "")[:200]}))
+            emit(ToolResult(call_id=call_id, name=name, output=output, ok=False, seconds=0.0))
             results.append(ToolMessage(content=output, tool_call_id=call_id, name=name))
         for call in calls:
             call_id = str(call["id"])
-            deps.emit(ToolCall(call_id=call_id, name=call["name"], args=dict(call["args"])))
+            emit(ToolCall(call_id=call_id, name=call["name"], args=dict(call["args"])))
             started = time.monotonic()
             output, ok = await run_tool(by_name.get(call["name"]), call, approved.get(call_id), settings, by_name)
-            deps.emit(
+            emit(
                 ToolResult(
                     call_id=call_id,
                     name=call["name"],
@@ -201,7 +180,7 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
             results.append(ToolMessage(content=output, tool_call_id=call_id, name=call["name"]))
         return {"messages": results}
 
-    async def evaluator(state: State) -> dict[str, Any]:
+    async def evaluator(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         request, turn = turn_messages(state["messages"])
         answer = text_of(state["messages"][-1])
         criteria = prompts.split_criteria(state["criteria"])
@@ -223,7 +202,7 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
             ),
             settings,
         )
-        deps.stats().add(result.get("raw"))
+        runtime.context.stats.add(result.get("raw"))
         parsed: EvaluationModel | None = result.get("parsed")
         round_ = state.get("evaluations", 0) + 1
         if parsed is None:
@@ -233,7 +212,9 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
             checks = align_checks(criteria, parsed.checks)
             needs_user, feedback = parsed.user_input_needed, parsed.feedback
         success = all(c.met for c in checks) and not needs_user
-        deps.emit(Verdict(round=round_, checks=checks, success=success, needs_user_input=needs_user, feedback=feedback))
+        runtime.context.emit(
+            Verdict(round=round_, checks=checks, success=success, needs_user_input=needs_user, feedback=feedback)
+        )
         outcome = (
             "accepted"
             if success
@@ -248,9 +229,9 @@ def build_graph(deps: GraphDeps, checkpointer: BaseCheckpointSaver[Any] | None) 
     def after_evaluator(state: State) -> Literal["worker", "__end__"]:
         return "__end__" if state.get("outcome") else "worker"
 
-    graph = StateGraph(State)
+    graph = StateGraph(State, context_schema=RunContext, input_schema=TurnInput)
     graph.add_node("worker", worker)
-    graph.add_node("tools", tools)
+    graph.add_node("tools", tools_node)
     graph.add_node("evaluator", evaluator)
     graph.add_edge(START, "worker")
     graph.add_conditional_edges("worker", after_worker, ["tools", "evaluator", END])

@@ -7,17 +7,18 @@ from typing import Annotated, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
-Outcome = Literal["accepted", "question", "gave_up"]
+TurnOutcome = Literal["accepted", "question", "gave_up"]
 
 
 class TurnInput(TypedDict):
-    """What the caller passes for one turn (narrower than the state)."""
+    """The graph's input schema: what the runner passes to start a turn. Feedback, the evaluation
+    count and the outcome start afresh each turn."""
 
-    messages: list[AnyMessage]
+    messages: Annotated[list[AnyMessage], add_messages]
     criteria: str
     feedback: str | None
     evaluations: int
-    outcome: Outcome | None
+    outcome: TurnOutcome | None
 
 
 class State(TypedDict):
@@ -27,4 +28,4 @@ class State(TypedDict):
     # the reviewer's words for its own.
     feedback: str | None
     evaluations: int
-    outcome: Outcome | None
+    outcome: TurnOutcome | None

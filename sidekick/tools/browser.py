@@ -27,15 +27,14 @@ from langchain_core.tools import BaseTool, StructuredTool
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page, Request
 
-from sidekick.browser import SessionBrowser, normalize_url
-from sidekick.errors import BrowserError, NavigationError, SessionClosedError, ToolError
+from sidekick.browser.context import SessionBrowser
+from sidekick.config import Settings
+from sidekick.errors import BrowserError, BrowserTimeoutError, NavigationError, SessionClosedError, ToolError
 from sidekick.events import Screenshot
-from sidekick.tools.base import ToolContext, untrusted
+from sidekick.tools.base import Availability, BrowserGetter, ToolContext, untrusted
+from sidekick.web.urls import normalize_url
 
 log = logging.getLogger(__name__)
-
-BrowserGetter = Callable[[], Awaitable[SessionBrowser]]
-"""Returns the session's browser as it is now, opening a new one if the last was closed or crashed."""
 
 PAGE_CHARS = 8000  # read_page
 SUMMARY_CHARS = 1500  # navigate
@@ -68,28 +67,25 @@ _SCROLL_JS = """([direction, pages]) => {
   return [window.scrollY, root.scrollHeight, view];
 }"""
 
-Outcome = tuple[str, Screenshot | None]
+ActionOutcome = tuple[str, Screenshot | None]
 """A tool's text for the model, and the screenshot it already took (``None``: take one after)."""
 
 
-def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[BaseTool]:
-    """The browser tools over ``get_browser`` (or the fixed ``ctx.browser``); none without either."""
-    if get_browser is None:
-        fixed = ctx.browser
-        if fixed is None:
-            return []
+def available(settings: Settings) -> list[Availability]:
+    return [("browser", True, "")]
 
-        async def get_fixed() -> SessionBrowser:
-            return fixed
 
-        get_browser = get_fixed
-    getter: BrowserGetter = get_browser
+def build(ctx: ToolContext) -> list[BaseTool]:
+    """The browser tools over the session's browser (``ctx.get_browser``); none without one."""
+    if ctx.get_browser is None:
+        return []
+    getter: BrowserGetter = ctx.get_browser
     budget = ctx.settings.tool_timeout_seconds
     # Playwright's own timeouts sit past ours, so the one message about time is ours.
     inner = budget + 1
     inner_ms = inner * 1000
 
-    async def run(what: str, action: Callable[[SessionBrowser], Awaitable[Outcome]]) -> str:
+    async def run(what: str, action: Callable[[SessionBrowser], Awaitable[ActionOutcome]]) -> str:
         sb = await _browser(getter)
         try:
             async with asyncio.timeout(budget):
@@ -130,7 +126,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         loading = ""
         try:
             await call(sb, lambda p: p.wait_for_load_state("load", timeout=LOAD_SECONDS * 1000), "Loading")
-        except NavigationError:
+        except BrowserTimeoutError:
             loading = " (still loading)"
         opened = "It opened a new tab" if page is not before else "Now on"
         return f"{done} {opened}: {await _where(page)}{loading}.\n{await glimpse(sb, page)}"
@@ -145,7 +141,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         except NavigationError as exc:
             raise ToolError(str(exc)) from None
 
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             shot = await sb.goto(target, timeout=inner)
             page = sb.page
             text = await call(sb, _page_text, "Reading the page")
@@ -155,7 +151,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         return await run(f"Opening {_line(target)}", act)
 
     async def back() -> str:
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             before = page.url
             response = await call(
@@ -173,7 +169,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
             raise ToolError("click needs the visible text of a link or button, or a CSS selector.")
         label = _quote(target)
 
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             candidates = [
                 page.get_by_role("link", name=target),
@@ -201,7 +197,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
             raise ToolError("type_text needs the field's label, placeholder, name or a CSS selector.")
         label = _quote(target)
 
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             candidates = [
                 page.get_by_label(target, exact=False),
@@ -233,7 +229,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
             raise ToolError("press_key needs a key name such as 'Enter', 'Escape', 'Tab' or 'Control+A'.")
         label = _quote(key)
 
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             with _Watch(sb, page) as watch:
                 await call(sb, lambda p: p.keyboard.press(key), f"Pressing {label}")
@@ -248,7 +244,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         if not 1 <= amount <= MAX_SCROLL_PAGES:
             raise ToolError(f"amount is a number of screens, from 1 to {MAX_SCROLL_PAGES}.")
 
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             y, height, view = await call(sb, lambda p: p.evaluate(_SCROLL_JS, [direction, amount]), "Scrolling")
             if direction in ("top", "bottom"):
                 return f"Scrolled to the {direction}.", None
@@ -267,7 +263,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         return await run("Scrolling", act)
 
     async def read_page() -> str:
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             text = await call(sb, _page_text, "Reading the page")
             title = await _title(page)
@@ -276,7 +272,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         return await run("Reading the page", act)
 
     async def list_links() -> str:
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             page = sb.page
             pairs = await call(sb, lambda p: p.evaluate(_LINKS_JS), "Listing the links")
             lines: list[str] = []
@@ -296,7 +292,7 @@ def build(ctx: ToolContext, get_browser: BrowserGetter | None = None) -> list[Ba
         return await run("Listing the links", act)
 
     async def screenshot() -> str:
-        async def act(sb: SessionBrowser) -> Outcome:
+        async def act(sb: SessionBrowser) -> ActionOutcome:
             shot = await sb.screenshot()
             return f"Screenshot taken of {_line(shot.title) or '(untitled)'} — {_line(shot.url)}.", shot
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from sidekick.config import Settings
 from sidekick.errors import ToolError
-from sidekick.tools.base import ToolContext, untrusted
+from sidekick.tools.base import Availability, ToolContext, untrusted
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LIST_ENTRIES = 200
@@ -138,6 +139,10 @@ class Workspace:
             yield fd
         finally:
             os.close(fd)
+
+
+def available(settings: Settings) -> list[Availability]:
+    return [("files", True, "")]
 
 
 def build(ctx: ToolContext) -> list[BaseTool]:

@@ -15,7 +15,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from sidekick.config import Settings
 from sidekick.errors import ToolError
-from sidekick.tools.base import ToolContext
+from sidekick.tools.base import Availability, ToolContext
 
 PUSHOVER_URL = "https://api.pushover.net/1/messages.json"
 # Pushover's own limits; longer text is refused, so it is shortened here instead.
@@ -24,8 +24,7 @@ TITLE_LIMIT = 250
 DEFAULT_TITLE = "Sidekick"
 
 
-def availability(settings: Settings) -> list[tuple[str, bool, str]]:
-    """(tool name, enabled, how to enable it) for the dashboard and the README."""
+def available(settings: Settings) -> list[Availability]:
     missing = [
         env
         for env, value in (("PUSHOVER_USER", settings.pushover_user), ("PUSHOVER_TOKEN", settings.pushover_token))

@@ -1,5 +1,8 @@
-"""Which tools a session gets, and why any are off. The set is fixed when the session's agent is built:
-neither the model nor a page can add to it."""
+"""Which tools a session gets, and why any are off: the one place that decides.
+
+Each tool module exports ``available(settings)`` and ``build(ctx)``. The set is fixed when a
+session's runner is built: neither the model nor a page can add to it.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +10,15 @@ from langchain_core.tools import BaseTool
 
 from sidekick.config import Settings
 from sidekick.tools import browser, files, notify, python, web
-from sidekick.tools.base import ToolContext
+from sidekick.tools.base import Availability, ToolContext
+
+MODULES = (browser, web, files, python, notify)
 
 
-def build_tools(ctx: ToolContext, get_browser: browser.BrowserGetter | None) -> list[BaseTool]:
-    return [
-        *browser.build(ctx, get_browser),
-        *web.build(ctx),
-        *files.build(ctx),
-        *python.build(ctx),
-        *notify.build(ctx),
-    ]
+def build_tools(ctx: ToolContext) -> list[BaseTool]:
+    return [tool for module in MODULES for tool in module.build(ctx)]
 
 
-def availability(settings: Settings) -> list[tuple[str, bool, str]]:
-    """(tool, on, why it is off) for the dashboard and the README."""
-    return [
-        ("browser", True, ""),
-        *web.availability(settings),
-        ("files", True, ""),
-        ("run_python", settings.enable_python, "" if settings.enable_python else "set SIDEKICK_ENABLE_PYTHON=1"),
-        *notify.availability(settings),
-    ]
+def availability(settings: Settings) -> list[Availability]:
+    """(tool, on, how to turn it on) for the dashboard, the CLI and the README."""
+    return [row for module in MODULES for row in module.available(settings)]

@@ -19,7 +19,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from sidekick.config import Settings
 from sidekick.errors import ToolError
-from sidekick.tools.base import ToolContext, untrusted
+from sidekick.tools.base import Availability, ToolContext, untrusted
 
 SERPER_URL = "https://google.serper.dev/search"
 # ``{lang}`` is the Wikipedia language code, e.g. ``en``.
@@ -39,8 +39,7 @@ _SERPER_HINTS = {
 }
 
 
-def availability(settings: Settings) -> list[tuple[str, bool, str]]:
-    """(tool name, enabled, how to enable it) for the dashboard and the README."""
+def available(settings: Settings) -> list[Availability]:
     keyed = bool(settings.serper_api_key)
     return [
         ("web_search", keyed, "" if keyed else "set SERPER_API_KEY"),

@@ -1,27 +1,26 @@
-"""Streamlit bindings: the process's Sidekick, this tab's session id, and its release on tab close.
+"""Streamlit bindings: the process's Sidekick, this tab's session id and its release on tab close,
+and the tab's :class:`~sidekick.ui.tab.TabState` in ``st.session_state``.
 
 Only this module and ``views.py`` import Streamlit. Live resources (browser contexts, runs, clients)
 never go in ``st.session_state`` (a reconnecting tab gets its old ``session_state`` back while
 Streamlit's session cache is rebuilt); they live in the core's registry, keyed by Streamlit's session
-id. ``session_state`` holds plain data: the chat, the thread id, and the active run's event queue,
-which always ends with ``Finished`` (a run cancelled by a session's end still emits it).
+id. ``session_state`` holds plain data (``ui/tab.py``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import streamlit as st
 from streamlit import runtime
 from streamlit.errors import StreamlitSecretNotFoundError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from sidekick.agent import RunHandle
 from sidekick.config import Settings
-from sidekick.core import Sidekick, current_sidekick, get_sidekick, new_thread_id
 from sidekick.errors import SidekickError
-from sidekick.events import Event, Finished, Screenshot
+from sidekick.facade import Sidekick, current_sidekick, get_sidekick, new_thread_id
+from sidekick.ui.tab import TabState, Turn
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,14 @@ def load_settings() -> tuple[Settings, list[str]]:
     return Settings.load(os.environ, secrets), warnings
 
 
-def sidekick(settings: Settings) -> Sidekick:
-    """The process-wide core (started on first use with these settings, closed at exit)."""
-    return get_sidekick(settings, is_active=is_active_session)
+def sidekick() -> tuple[Sidekick, list[str]]:
+    """The process-wide core and warnings about its settings. Settings are read once, when the core
+    starts (a malformed one raises ConfigError, so the page can say which); later reruns reuse it."""
+    core = current_sidekick()
+    if core is not None:
+        return core, []
+    settings, warnings = load_settings()
+    return get_sidekick(settings, is_active=is_active_session), warnings
 
 
 def _release(handle: SessionHandle) -> None:
@@ -78,50 +82,6 @@ def session_id() -> str:
 
 
 
-# -- this tab's conversation, as plain data in session_state ---------------------------------------
-@dataclass
-class Turn:
-    """One user message and what came of it (events live; or just the reply, for reloaded history)."""
-
-    user: str
-    criteria: str = ""
-    events: list[Event] = field(default_factory=list)
-    reply: str | None = None
-
-
-@dataclass
-class TabState:
-    """Everything the page shows, kept in ``st.session_state`` (plain data; no live resources)."""
-
-    thread_id: str
-    turns: list[Turn] = field(default_factory=list)
-    run: RunHandle | None = None
-    notice: str | None = None
-    browse_shot: Screenshot | None = None
-
-    def current(self) -> Turn | None:
-        return self.turns[-1] if self.turns else None
-
-    def absorb(self, timeout: float = 0.0) -> list[Event]:
-        """Move queued events of the active run into the current turn (waiting up to ``timeout`` for
-        the first); end the run on Finished."""
-        run, turn = self.run, self.current()
-        if run is None or turn is None:
-            return []
-        new = run.drain(timeout)
-        turn.events.extend(new)
-        if any(isinstance(e, Finished) for e in new):
-            self.run = None
-        return new
-
-    def start_turn(self, turn: Turn, run: RunHandle) -> None:
-        # Keep screenshots of the new turn only (plus the last one shown): they are the heavy part.
-        for old in self.turns:
-            old.events = [e for e in old.events if not isinstance(e, Screenshot)]
-        self.turns.append(turn)
-        self.run = run
-
-
 def tab_state(core: Sidekick) -> TabState:
     """This tab's state; on first load, the conversation named in the URL (``?thread=``)."""
     state: TabState | None = st.session_state.get("tab")
@@ -143,7 +103,7 @@ def tab_state(core: Sidekick) -> TabState:
 
 def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
     turns: list[Turn] = []
-    for role, text in core.history(session_id(), thread_id):
+    for role, text in core.history(thread_id):
         if role == "user":
             turns.append(Turn(user=text))
         elif turns:
@@ -151,10 +111,11 @@ def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
     return turns
 
 
-def switch_conversation(core: Sidekick, thread_id: str | None) -> TabState:
-    """Open a past conversation (or a new one with None), stopping any run of this tab."""
+def switch_conversation(core: Sidekick, thread_id: str | None, *, stop: bool = True) -> TabState:
+    """Open a past conversation (or a new one with None); ``stop`` ends this tab's run first (Reset
+    has already stopped it)."""
     old: TabState | None = st.session_state.get("tab")
-    if old is not None and old.run is not None:
+    if stop and old is not None and old.run is not None:
         core.cancel_run(session_id())
     state = TabState(thread_id=thread_id or new_thread_id())
     if thread_id:

@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from sidekick.core import Resources, Sidekick
+from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import (
-    ApprovalNeeded,
     Blocked,
     Cancelled,
     ErrorEvent,
@@ -34,10 +33,9 @@ from sidekick.events import (
     ToolResult,
     Verdict,
 )
-from sidekick.models import model_configured
-from sidekick.prompts import DEFAULT_CRITERIA
-from sidekick.ui import session as bindings
-from sidekick.ui.session import TabState, Turn
+from sidekick.facade import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, ResourceReport, Sidekick
+from sidekick.ui import bindings
+from sidekick.ui.tab import TabState, Turn
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,6 +56,8 @@ def friendly(action: Callable[[], T], doing: str) -> T | None:
     """Run a core call; show its failure as a message, never a traceback."""
     try:
         return action()
+    except ConfigError as exc:
+        st.error(f"Sidekick's configuration has a problem: {exc}", icon="⚠️")
     except SidekickError as exc:
         st.error(str(exc), icon="⚠️")
     except Exception:
@@ -68,16 +68,12 @@ def friendly(action: Callable[[], T], doing: str) -> T | None:
 
 def render() -> None:
     st.set_page_config(page_title="Sidekick", page_icon="🧭", layout="wide")
-    try:
-        settings, warnings = bindings.load_settings()
-    except ConfigError as exc:
-        st.error(f"Sidekick's configuration has a problem: {exc}", icon="⚠️")
+    started = friendly(bindings.sidekick, "starting Sidekick")
+    if started is None:
         st.stop()
+    core, warnings = started
     for warning in warnings:
         st.warning(warning, icon="⚠️")
-    core = friendly(lambda: bindings.sidekick(settings), "starting Sidekick")
-    if core is None:
-        st.stop()
     sid = bindings.session_id()
     friendly(lambda: core.attach(sid), "registering this tab")
     state = bindings.tab_state(core)
@@ -140,8 +136,8 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
     if left.button("New chat", icon="✏️", width="stretch", help="Start a new conversation."):
         state = bindings.switch_conversation(core, None)
     if right.button("Reset", icon="🧹", width="stretch", help="Stop work, free this tab's browser, start anew."):
-        freed = friendly(lambda: core.reset(sid), "resetting")
-        state = bindings.switch_conversation(core, None)
+        freed = friendly(lambda: core.reset(sid), "resetting")  # stops the run too
+        state = bindings.switch_conversation(core, None, stop=False)
         if freed is not None:
             st.toast(freed.describe(), icon="🧹")
 
@@ -162,7 +158,7 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
                 st.rerun()
 
     st.subheader("Model", divider="gray")
-    if model_configured(core.settings):
+    if core.model_ready:
         st.caption(f"**{core.settings.model}** via {core.settings.openai_base_url or 'OpenAI'}")
         if core.settings.evaluator != core.settings.model:
             st.caption(f"Evaluator: **{core.settings.evaluator}**")
@@ -177,7 +173,7 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
 
 def resources_panel(core: Sidekick) -> None:
     st.subheader("Resources", divider="gray")
-    res: Resources | None = friendly(core.resources, "reading resources")
+    res: ResourceReport | None = friendly(core.resources, "reading resources")
     if res is None:
         return
     c1, c2 = st.columns(2)
@@ -190,17 +186,17 @@ def resources_panel(core: Sidekick) -> None:
 
 # -- chat ------------------------------------------------------------------------------------------
 def chat_inputs(core: Sidekick, state: TabState) -> tuple[str | None, str]:
-    ready = model_configured(core.settings)
+    ready = core.model_ready
     running = state.run is not None
     criteria = st.text_input(
         "Success criteria",
         value=st.session_state.get("criteria", DEFAULT_CRITERIA),
         key="criteria",
-        max_chars=2000,
+        max_chars=MAX_CRITERIA_CHARS,
         help="What the answer must achieve; one per line or sentence. The evaluator checks each.",
     )
     placeholder = "Ask Sidekick to do something…" if ready else "Connect a model to chat (see the sidebar)"
-    prompt = st.chat_input(placeholder, disabled=not ready or running, max_chars=20_000)
+    prompt = st.chat_input(placeholder, disabled=not ready or running, max_chars=MAX_MESSAGE_CHARS)
     # The browser's chat box sends whitespace-only text: treat it as nothing typed.
     return (prompt if prompt and prompt.strip() else None), criteria
 
@@ -292,11 +288,8 @@ def checklist(verdict: Verdict) -> None:
 
 
 def approval_buttons(core: Sidekick, sid: str, state: TabState) -> None:
-    turn = state.current()
-    if turn is None or state.run is not None or not turn.events:
-        return
-    pending = turn.events[-2] if len(turn.events) >= 2 else None
-    if not isinstance(pending, ApprovalNeeded):
+    pending = state.pending_approval
+    if pending is None:
         return
     st.warning(f"Sidekick wants to run **{pending.name}** `{short_args(pending.args, 300)}`", icon="✋")
     yes, no, _ = st.columns([1, 1, 3])
@@ -336,9 +329,7 @@ def browse_box(core: Sidekick, sid: str, state: TabState) -> None:
             shot = friendly(lambda: core.open_url(sid, url), "opening the page")
         if shot is not None:
             state.browse_shot = shot
-            # A manual visit is newer than any screenshot of past turns.
-            for turn in state.turns:
-                turn.events = [e for e in turn.events if not isinstance(e, Screenshot)]
+            state.drop_screenshots()  # a manual visit is newer than any screenshot of past turns
 
 
 def screenshot_view(state: TabState) -> None:

@@ -1,6 +1,6 @@
 """The web policy, enforced on everything a browser context loads, not only on what the agent opens.
 
-A :class:`Guard` applies one :class:`~sidekick.policy.UrlPolicy` at two layers:
+A :class:`Guard` applies one :class:`~sidekick.web.policy.UrlPolicy` at two layers:
 
 1. **A SOCKS5 proxy on 127.0.0.1 enforces it.** Chromium is launched with :meth:`Guard.launch_args`, so
    every connection it makes asks the proxy for a host and port: pages, sub-resources, redirect hops,
@@ -35,9 +35,9 @@ and 1.08-1.17 s. The route layer costs a round trip through the driver per reque
 Playwright turns off Chromium's HTTP cache for any context with routes. The route layer stays
 anyway: it blocks before any connection is made and says at once which session was blocked, and why.
 
-DNS answers are cached per host name for ``cache_seconds`` (failures for 2 s), and lookups of a name
-already under way are shared, so a page with 200 sub-resources costs one lookup. Only addresses are
-cached, never verdicts, so assigning a new :attr:`Guard.policy` applies it from the next request on.
+The proxy is :class:`~sidekick.web.socks.SocksProxy`; names are resolved through
+:class:`~sidekick.web.dns.DnsCache`. Only addresses are cached, never verdicts, so assigning a new
+:attr:`Guard.policy` applies it from the next request on.
 
 Limits: Playwright's own HTTP client (``context.request``, ``route.fetch``) runs in the Node driver,
 outside the proxy, so page traffic must not use it. A denied WebSocket opened by a worker is blocked
@@ -48,47 +48,27 @@ checked.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from playwright.async_api import BrowserContext, Frame, Page, Request, Route, WebSocket
 
 from sidekick.errors import BrowserError
-from sidekick.policy import Resolver, UrlPolicy, Verdict, check_url, check_url_static, default_resolver
+from sidekick.web.dns import DnsCache
+from sidekick.web.policy import Resolver, UrlPolicy, UrlVerdict, check_url, check_url_static
+from sidekick.web.socks import Dialer, SocksProxy
 
 __all__ = ["Dialer", "Guard"]
 
 log = logging.getLogger(__name__)
-
-Dialer = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
-"""Opens the proxy's outgoing connection to an (already checked) address and port."""
 
 Report = Callable[[str, str], None]
 
 PROXY_REFUSED = "net::ERR_SOCKS_CONNECTION_FAILED"
 """How Chromium fails a request the proxy refused (it reports every SOCKS error this way)."""
 
-_FAILED_LOOKUP_SECONDS = 2.0
-_MAX_CACHED_NAMES = 1024
-_HANDSHAKE_SECONDS = 10.0
-_CONNECT_SECONDS = 10.0
 _ACTION_SECONDS = 5.0
-_CHUNK = 64 * 1024
-
-# SOCKS5 (RFC 1928) reply codes.
-_SUCCEEDED, _FAILURE, _NOT_ALLOWED, _REFUSED, _COMMAND_NOT_SUPPORTED = 0, 1, 2, 5, 7
-
-
-@dataclass
-class _Lookup:
-    task: asyncio.Task[list[str]]
-    expires: float = float("inf")  # set when the lookup finishes
 
 
 class Guard:
@@ -109,19 +89,18 @@ class Guard:
     ) -> None:
         self.policy = policy
         """The policy in force; assigning a new one applies it to the next request."""
-        self.blocked = 0
-        """Requests, connections and pages this guard stopped, across all contexts."""
-        self._resolve = resolve or default_resolver
-        self._cache_seconds = cache_seconds
+        self._hooks_blocked = 0
+        self._dns = DnsCache(resolve, cache_seconds=cache_seconds, timeout=dns_timeout)
         self._dns_timeout = dns_timeout
-        self._dial = dial or asyncio.open_connection
-        self._lookups: dict[str, _Lookup] = {}
+        self._proxy = SocksProxy(self._admit, admit_timeout=dns_timeout, dial=dial)
         self._state: Literal["new", "running", "closed"] = "new"
-        self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connections: set[asyncio.Task[Any]] = set()
-        self._streams: set[asyncio.StreamWriter] = set()
+
+    @property
+    def blocked(self) -> int:
+        """Requests, connections and pages this guard stopped, across all contexts."""
+        return self._hooks_blocked + self._proxy.refused
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -134,8 +113,7 @@ class Guard:
             raise BrowserError("The web policy guard is closed; create a new one.")
         if self._state == "running":
             return
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self._port = int(self._server.sockets[0].getsockname()[1])
+        self._port = await self._proxy.start()
         self._state = "running"
 
     def launch_args(self) -> list[str]:
@@ -152,66 +130,41 @@ class Guard:
             "--webrtc-ip-handling-policy=disable_non_proxied_udp",
         ]
 
+
     async def aclose(self) -> None:
         """Stop the proxy, drop its connections and cancel pending work. Idempotent."""
         if self._state == "closed":
             return
         self._state = "closed"
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        for stream in list(self._streams):
-            stream.transport.abort()  # each connection's handler then finishes on its own
-        pending: list[asyncio.Task[Any]] = [*self._tasks, *(entry.task for entry in self._lookups.values())]
-        for task in pending:
+        pending: list[asyncio.Task[Any]] = [*self._tasks, *self._dns.pending()]
+        self._dns.cancel()
+        for task in self._tasks:
             task.cancel()
-        waiting = [t for t in (*pending, *self._connections) if not t.done()]
+        await self._proxy.aclose()
+        waiting = [t for t in pending if not t.done()]
         if waiting:
             await asyncio.wait(waiting, timeout=_ACTION_SECONDS)
-        self._lookups.clear()
-        if server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_ACTION_SECONDS):
-                    await server.wait_closed()
 
     # -- verdicts ------------------------------------------------------------------------------
-    async def check(self, url: str) -> Verdict:
+    async def check(self, url: str) -> UrlVerdict:
         """The policy's verdict on ``url``, with host names resolved through the cache."""
-        return await check_url(url, self.policy, self._lookup, timeout=self._dns_timeout)
+        return await check_url(url, self.policy, self._dns.lookup, timeout=self._dns_timeout)
 
-    async def _lookup(self, name: str) -> list[str]:
-        entry = self._lookups.get(name)
-        if entry is None or entry.expires <= time.monotonic():
-            if len(self._lookups) >= _MAX_CACHED_NAMES:
-                self._forget_expired()
-            entry = _Lookup(asyncio.get_running_loop().create_task(self._resolve_now(name)))
-            self._lookups[name] = entry
-            entry.task.add_done_callback(functools.partial(self._settle, entry))
-        # Shielded: a caller that gives up must not cancel the lookup others are waiting for.
-        task = entry.task
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and not (current and current.cancelling()):
-                raise OSError(f"the lookup of {name} was cancelled (the guard closed)") from None
-            raise
+    async def _admit(self, host: str, port: int) -> tuple[UrlVerdict, list[str]]:
+        """The verdict on ``host:port`` and the addresses to connect to (exactly those checked)."""
+        resolved: list[str] = []
 
-    async def _resolve_now(self, name: str) -> list[str]:
-        async with asyncio.timeout(self._dns_timeout):
-            return await self._resolve(name)
+        async def resolve(name: str) -> list[str]:
+            addresses = await self._dns.lookup(name)
+            resolved[:] = addresses
+            return addresses
 
-    def _settle(self, entry: _Lookup, _task: asyncio.Task[list[str]]) -> None:
-        failed = entry.task.cancelled() or entry.task.exception() is not None  # also marks it retrieved
-        entry.expires = time.monotonic() + (_FAILED_LOOKUP_SECONDS if failed else self._cache_seconds)
-
-    def _forget_expired(self) -> None:
-        now = time.monotonic()
-        for name, entry in list(self._lookups.items()):
-            if entry.expires <= now:
-                del self._lookups[name]
-        while len(self._lookups) >= _MAX_CACHED_NAMES:  # all fresh: drop the oldest
-            del self._lookups[next(iter(self._lookups))]
+        shown = f"[{host}]" if ":" in host else host
+        verdict = await check_url(f"http://{shown}:{port}/", self.policy, resolve, timeout=self._dns_timeout)
+        if not verdict.allowed:
+            log.info("Refused %s:%s: %s", host, port, verdict.reason)
+        # An IP literal, or a name the policy did not resolve (private network allowed): dial it as is.
+        return verdict, resolved or [host]
 
     # -- the context hooks ---------------------------------------------------------------------
     async def install(self, context: BrowserContext, report: Report) -> None:
@@ -244,7 +197,7 @@ class Guard:
                 verdict = await self.check(url)
         except Exception as error:  # an unexpected failure must deny, never allow, and end the route
             log.warning("Checking %s failed: %r", url, error)
-            verdict = Verdict(False, f"blocked: the web policy could not check it ({type(error).__name__})", None)
+            verdict = UrlVerdict(False, f"blocked: the web policy could not check it ({type(error).__name__})", None)
         try:
             async with asyncio.timeout(_ACTION_SECONDS):
                 if verdict.allowed:
@@ -254,7 +207,7 @@ class Guard:
         except Exception as error:  # the page or context went away meanwhile
             log.debug("Could not finish the route of %s: %r", url, error)
         if not verdict.allowed:
-            self.blocked += 1
+            self._hooks_blocked += 1
             _safe_report(report, url, verdict.reason)
 
     def _watch(self, page: Page, report: Report) -> None:
@@ -279,7 +232,7 @@ class Guard:
         verdict = check_url_static(url, self.policy)
         if verdict.allowed:
             return
-        self.blocked += 1
+        self._hooks_blocked += 1
         _safe_report(report, url, verdict.reason)
         self._spawn(self._leave(page))
 
@@ -308,129 +261,9 @@ class Guard:
         if not task.cancelled() and task.exception() is not None:
             log.debug("Web policy background task failed: %r", task.exception())
 
-    # -- the proxy -----------------------------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        self._streams.add(writer)
-        upstream: asyncio.StreamWriter | None = None
-        try:
-            async with asyncio.timeout(_HANDSHAKE_SECONDS):
-                host, port = await _socks_request(reader, writer)
-            if host is None:
-                return
-            async with asyncio.timeout(self._dns_timeout + _CONNECT_SECONDS + 1):
-                verdict, addresses = await self._admit(host, port)
-                if not verdict.allowed:
-                    self.blocked += 1
-                    log.info("Refused %s:%s: %s", host, port, verdict.reason)
-                    await _reply(writer, _NOT_ALLOWED)
-                    return
-                connection = await self._connect(addresses, port)
-            if connection is None:
-                await _reply(writer, _REFUSED)
-                return
-            up_reader, upstream = connection
-            self._streams.add(upstream)
-            await _reply(writer, _SUCCEEDED)
-            await _relay(reader, writer, up_reader, upstream)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as error:
-            log.debug("Proxy connection ended: %r", error)
-        except asyncio.CancelledError:
-            pass  # the loop is shutting down; nobody awaits this task, so end it quietly
-        except Exception as error:  # a proxy bug must end this connection only
-            log.warning("Proxy connection failed: %r", error)
-        finally:
-            for stream in (upstream, writer):
-                if stream is not None:
-                    stream.close()
-                    self._streams.discard(stream)
-            if task is not None:
-                self._connections.discard(task)
-
-    async def _admit(self, host: str, port: int) -> tuple[Verdict, list[str]]:
-        """The verdict on ``host:port`` and the addresses to connect to (exactly those checked)."""
-        resolved: list[str] = []
-
-        async def resolve(name: str) -> list[str]:
-            addresses = await self._lookup(name)
-            resolved[:] = addresses
-            return addresses
-
-        shown = f"[{host}]" if ":" in host else host
-        verdict = await check_url(f"http://{shown}:{port}/", self.policy, resolve, timeout=self._dns_timeout)
-        # An IP literal, or a name the policy did not resolve (private network allowed): dial it as is.
-        return verdict, resolved or [host]
-
-    async def _connect(
-        self, addresses: list[str], port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        for address in addresses:
-            try:
-                async with asyncio.timeout(_CONNECT_SECONDS):
-                    return await self._dial(address, port)
-            except (OSError, TimeoutError) as error:
-                log.debug("Could not connect to %s:%s: %r", address, port, error)
-        return None
-
 
 def _safe_report(report: Report, url: str, reason: str) -> None:
     try:
         report(url, reason)
     except Exception:  # the owner's callback must not break enforcement
         log.exception("Reporting a blocked request failed")
-
-
-async def _socks_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[str | None, int]:
-    """Read a SOCKS5 greeting and CONNECT request: (host, port), or (None, 0) after refusing it."""
-    version, count = await reader.readexactly(2)
-    methods = await reader.readexactly(count)
-    if version != 5 or 0 not in methods:
-        writer.write(b"\x05\xff")  # no acceptable method (only "no authentication" is offered)
-        await writer.drain()
-        return None, 0
-    writer.write(b"\x05\x00")
-    version, command, _reserved, kind = await reader.readexactly(4)
-    if kind == 1:
-        host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
-    elif kind == 3:
-        length = (await reader.readexactly(1))[0]
-        host = (await reader.readexactly(length)).decode("ascii").strip("[]")
-    elif kind == 4:
-        host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
-    else:
-        await _reply(writer, _FAILURE)
-        return None, 0
-    port = int.from_bytes(await reader.readexactly(2), "big")
-    if version != 5 or command != 1:  # only CONNECT; no BIND or UDP
-        await _reply(writer, _COMMAND_NOT_SUPPORTED)
-        return None, 0
-    return host, port
-
-
-async def _reply(writer: asyncio.StreamWriter, code: int) -> None:
-    writer.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))  # bound address 0.0.0.0:0
-    await writer.drain()
-
-
-async def _relay(
-    client_reader: asyncio.StreamReader,
-    client: asyncio.StreamWriter,
-    upstream_reader: asyncio.StreamReader,
-    upstream: asyncio.StreamWriter,
-) -> None:
-    """Copy bytes both ways until both sides finish; a reset on either side ends both."""
-
-    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(_CHUNK):
-                sink.write(data)
-                await sink.drain()
-            if sink.can_write_eof():
-                sink.write_eof()
-        except OSError:
-            client.transport.abort()
-            upstream.transport.abort()
-
-    await asyncio.gather(pipe(client_reader, upstream), pipe(upstream_reader, client))

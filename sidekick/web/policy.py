@@ -1,7 +1,7 @@
 """Which URLs the browser may load: one verdict for every navigation, request, popup and WebSocket.
 
 The browser code calls :func:`check_url` from its ``context.route`` handler (and before a navigation
-it starts itself) and aborts whatever is not allowed, showing :attr:`Verdict.reason` to the model.
+it starts itself) and aborts whatever is not allowed, showing :attr:`UrlVerdict.reason` to the model.
 
 A URL is allowed when all of these hold:
 
@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from sidekick.errors import ConfigError
 
-__all__ = ["Resolver", "UrlPolicy", "Verdict", "check_url", "check_url_static", "default_resolver"]
+__all__ = ["Resolver", "UrlPolicy", "UrlVerdict", "check_url", "check_url_static", "default_resolver"]
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 """Host name -> the IP addresses it resolves to, as strings."""
@@ -45,7 +45,7 @@ WEB_SCHEMES = ("http", "https", "ws", "wss")
 
 
 @dataclass(frozen=True)
-class Verdict:
+class UrlVerdict:
     allowed: bool
     reason: str
     """Short and specific, for the user and the model: which rule fired, on what."""
@@ -89,7 +89,7 @@ async def check_url(
     resolve: Resolver | None = None,
     *,
     timeout: float = 3.0,
-) -> Verdict:
+) -> UrlVerdict:
     """Decide whether the browser may load ``url``, resolving its host name (``default_resolver``)."""
     verdict, name = _check(url, policy)
     if name is None:
@@ -115,7 +115,7 @@ async def check_url(
     return verdict
 
 
-def check_url_static(url: str, policy: UrlPolicy) -> Verdict:
+def check_url_static(url: str, policy: UrlPolicy) -> UrlVerdict:
     """:func:`check_url` without DNS: host names are allowed on their name alone."""
     return _check(url, policy)[0]
 
@@ -130,11 +130,11 @@ class _Denied(Exception):
         self.host = host
 
 
-def _deny(reason: str, host: str | None) -> Verdict:
-    return Verdict(False, f"blocked: {reason}", host)
+def _deny(reason: str, host: str | None) -> UrlVerdict:
+    return UrlVerdict(False, f"blocked: {reason}", host)
 
 
-def _check(url: str, policy: UrlPolicy) -> tuple[Verdict, str | None]:
+def _check(url: str, policy: UrlPolicy) -> tuple[UrlVerdict, str | None]:
     """The verdict without DNS, and the host name still to resolve (None when the verdict is final)."""
     try:
         return _check_or_raise(url, policy)
@@ -148,7 +148,7 @@ _IGNORED = str.maketrans("", "", "\t\n\r")
 _C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
 
 
-def _check_or_raise(url: str, policy: UrlPolicy) -> tuple[Verdict, str | None]:
+def _check_or_raise(url: str, policy: UrlPolicy) -> tuple[UrlVerdict, str | None]:
     text = url.strip(_C0_AND_SPACE).translate(_IGNORED)
     if not text:
         raise _Denied("empty URL")
@@ -157,7 +157,7 @@ def _check_or_raise(url: str, policy: UrlPolicy) -> tuple[Verdict, str | None]:
         raise _Denied(f"{_clip(text)} is not an absolute URL (it needs a scheme such as https://)")
     scheme, rest = match.group(1).lower(), match.group(2)
     if scheme == "about" and rest == "blank":
-        return Verdict(True, "allowed: about:blank", None), None
+        return UrlVerdict(True, "allowed: about:blank", None), None
     if scheme not in WEB_SCHEMES:
         raise _Denied(f"the {scheme}: scheme is not allowed (only {', '.join(WEB_SCHEMES)})")
 
@@ -178,7 +178,7 @@ def _check_or_raise(url: str, policy: UrlPolicy) -> tuple[Verdict, str | None]:
                 raise _Denied(f"{_show_literal(raw_host, address)} is {problem}", host)
         if policy.allowed_domains:
             raise _Denied(f"{host} is an IP address; only the allowed domains may be loaded", host)
-        return Verdict(True, "allowed", host), None
+        return UrlVerdict(True, "allowed", host), None
 
     if not policy.allow_private_network:
         kind = _local_name(host)
@@ -189,7 +189,7 @@ def _check_or_raise(url: str, policy: UrlPolicy) -> tuple[Verdict, str | None]:
         raise _Denied(f"{host} is on the blocked list ({blocked})", host)
     if policy.allowed_domains and not _match(host, policy.allowed_domains):
         raise _Denied(f"{host} is not on the allowed list ({_listing(policy.allowed_domains)})", host)
-    return Verdict(True, "allowed", host), None if policy.allow_private_network else host
+    return UrlVerdict(True, "allowed", host), None if policy.allow_private_network else host
 
 
 def _split_port(authority: str) -> str:

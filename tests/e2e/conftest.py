@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Browser, Playwright, async_playwright, expect
 
-from tests.e2e.harness import (
+from tests.support.dashboard import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DashboardServer,
@@ -21,8 +21,8 @@ from tests.e2e.harness import (
     save_artifact,
     sidekick_server,
     stable_process_count,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 # A loaded 2-core machine runs two Chromiums and a Streamlit server here: be patient, never sleep.
 expect.set_options(timeout=30_000)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
-from tests.e2e.harness import EXCEPTION, IMAGE, open_address, open_app, save_artifact, sidekick_server
-from tests.fakes.site import LocalSite
+from tests.support.dashboard import EXCEPTION, IMAGE, open_address, open_app, save_artifact, sidekick_server
+from tests.support.fakes.site import LocalSite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from tests.agent_support import verdict
-from tests.e2e.harness import (
+from tests.support.dashboard import (
     EXCEPTION,
     IMAGE,
     TOAST,
@@ -25,10 +24,11 @@ from tests.e2e.harness import (
     save_artifact,
     sidekick_server,
     wait_idle,
-    wait_until,
 )
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import verdict
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

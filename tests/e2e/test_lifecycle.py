@@ -15,7 +15,7 @@ import psutil
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.harness import (
+from tests.support.dashboard import (
     ERROR,
     EXCEPTION,
     IMAGE,
@@ -29,9 +29,9 @@ from tests.e2e.harness import (
     rerun,
     save_artifact,
     sidekick_server,
-    wait_until,
 )
-from tests.fakes.site import LocalSite
+from tests.support.fakes.site import LocalSite
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

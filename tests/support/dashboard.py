@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import re
 import signal
@@ -33,12 +32,15 @@ from typing import IO, Any
 import psutil
 from playwright.async_api import Browser, BrowserContext, Page
 
-from sidekick.resources import ProcessReport, browser_processes
+from sidekick.browser.chromium import find_browser, launch_args
+from sidekick.config import Settings
+from sidekick.procs import ProcessReport, browser_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/lib/chromium/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu"]
+# The user's browser comes from the product's own discovery, so the tests run wherever it finds one.
+CHROMIUM = find_browser(Settings.load())
+CHROMIUM_ARGS = launch_args()
 
 APP = "[data-testid='stApp']"
 IDLE = f"{APP}[data-test-connection-state='CONNECTED'][data-test-script-state='notRunning']"
@@ -254,22 +256,6 @@ def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
     return DashboardServer(workdir, env=overrides, args=["--secrets.files", str(secrets)])
 
 
-# -- waiting -----------------------------------------------------------------------------------
-async def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy, and return that.
-
-    Raises ``TimeoutError`` naming ``what`` and the last value when ``timeout`` passes first.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what or 'condition'} not reached within {timeout:g} s (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def stable_process_count(server: DashboardServer, settle: float = 2.0, timeout: float = 60.0) -> int:

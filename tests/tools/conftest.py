@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.http import FakeHTTP
+from tests.support.fakes.http import FakeHTTP
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from langchain_core.tools import BaseTool
 
-from sidekick.browser import BrowserPool, SessionBrowser
+from sidekick.browser.context import SessionBrowser
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import BrowserUnavailableError, ToolError
 from sidekick.events import Screenshot
-from sidekick.tools.base import UNTRUSTED_CLOSE, ToolContext
-from sidekick.tools.browser import BrowserGetter, build
-from tests.fakes.site import LocalSite
+from sidekick.tools.base import UNTRUSTED_CLOSE, BrowserGetter, ToolContext
+from sidekick.tools.browser import build
+from tests.support.fakes.site import LocalSite
 
 NAMES = {"navigate", "back", "click", "type_text", "press_key", "scroll", "read_page", "list_links", "screenshot"}
 
@@ -58,13 +59,20 @@ def make_tools(
 ) -> dict[str, BaseTool]:
     if tool_timeout is not None:
         settings = Settings(data_dir=settings.data_dir, tool_timeout_seconds=tool_timeout)
+    if get_browser is None and browser is not None:
+        fixed = browser
+
+        async def get_fixed() -> SessionBrowser:
+            return fixed
+
+        get_browser = get_fixed
     ctx = ToolContext(
         settings=settings,
         workspace=Path("/nonexistent-workspace"),
-        browser=browser,
+        get_browser=get_browser,
         emit=(shots if shots is not None else []).append,
     )
-    return {tool.name: tool for tool in build(ctx, get_browser)}
+    return {tool.name: tool for tool in build(ctx)}
 
 
 @pytest.fixture
@@ -87,7 +95,7 @@ def assert_one_untrusted_block(text: str) -> None:
 # --- building ---
 
 
-def test_no_browser_and_no_getter_builds_nothing(settings: Settings) -> None:
+def test_no_browser_getter_builds_nothing(settings: Settings) -> None:
     assert build(ToolContext(settings=settings, workspace=Path("/nonexistent"))) == []
 
 

@@ -11,7 +11,7 @@ from sidekick.config import Settings
 from sidekick.errors import ToolError
 from sidekick.tools import notify
 from sidekick.tools.base import ToolContext
-from tests.fakes.http import HANG, FakeHTTP, Seen
+from tests.support.fakes.http import HANG, FakeHTTP, Seen
 
 USER = "user-secret-abc"
 TOKEN = "token-secret-xyz"
@@ -43,14 +43,14 @@ def form(seen: Seen) -> dict[str, list[str]]:
 )
 def test_notification_tool_needs_user_and_token(fake: FakeHTTP, configured: dict[str, Any], reason: str) -> None:
     assert tools(fake, **configured) == []
-    assert notify.availability(Settings(**configured)) == [("send_notification", False, reason)]
+    assert notify.available(Settings(**configured)) == [("send_notification", False, reason)]
 
 
 def test_notification_tool_is_a_side_effect(fake: FakeHTTP) -> None:
     tool = send(fake)
     assert tool.name == "send_notification"
     assert tool.metadata == {"side_effect": True}
-    assert notify.availability(Settings(pushover_user=USER, pushover_token=TOKEN)) == [("send_notification", True, "")]
+    assert notify.available(Settings(pushover_user=USER, pushover_token=TOKEN)) == [("send_notification", True, "")]
 
 
 async def test_send_notification_posts_the_form_fields(fake: FakeHTTP) -> None:

@@ -12,7 +12,7 @@ from sidekick.config import Settings
 from sidekick.errors import ToolError
 from sidekick.tools import web
 from sidekick.tools.base import UNTRUSTED_CLOSE, UNTRUSTED_OPEN, ToolContext
-from tests.fakes.http import HANG, FakeHTTP, Route, Seen
+from tests.support.fakes.http import HANG, FakeHTTP, Route, Seen
 
 KEY = "serper-secret-123"
 
@@ -34,11 +34,11 @@ def assert_untrusted(text: str, source: str) -> None:
 
 def test_web_search_is_absent_without_a_key(fake: FakeHTTP) -> None:
     assert list(tools(fake)) == ["wikipedia"]
-    assert web.availability(Settings()) == [
+    assert web.available(Settings()) == [
         ("web_search", False, "set SERPER_API_KEY"),
         ("wikipedia", True, ""),
     ]
-    assert web.availability(Settings(serper_api_key=KEY))[0] == ("web_search", True, "")
+    assert web.available(Settings(serper_api_key=KEY))[0] == ("web_search", True, "")
 
 
 async def test_web_search_sends_the_key_and_formats_results_as_untrusted(fake: FakeHTTP) -> None:

@@ -15,11 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button, Expander
 
-import sidekick.core
+import sidekick.facade
 from sidekick.config import Settings
-from tests.agent_support import verdict
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.site import LocalSite
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.site import LocalSite
+from tests.support.runs import verdict
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,7 +34,7 @@ def llm() -> Iterator[FakeOpenAI]:
 
 
 def _close_core() -> None:
-    sidekick.core.close_sidekick()
+    sidekick.facade.close_sidekick()
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +189,7 @@ def test_a_malformed_setting_is_a_clear_configuration_error(
         "Sidekick's configuration has a problem: SIDEKICK_MAX_EVALUATIONS must be a whole number (got 'lots')."
     ]
     assert not at.chat_input, "nothing else renders"
-    assert sidekick.core.current_sidekick() is None, "no core was started"
+    assert sidekick.facade.current_sidekick() is None, "no core was started"
 
 
 @pytest.mark.parametrize(("choice", "written"), [("Approve", True), ("Deny", False)])

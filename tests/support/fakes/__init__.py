@@ -1,5 +1,5 @@
 """Test doubles that speak real protocols: see `openai_server` for the fake OpenAI endpoint."""
 
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
 
 __all__ = ["FakeOpenAI", "Reply"]

@@ -1,0 +1,43 @@
+"""What the graph's nodes get for one run: LangGraph's ``Runtime.context`` (``context_schema``).
+
+A :class:`RunContext` is built once per run by the session's runner and handed to
+``graph.astream(..., context=...)``; nodes read it as ``runtime.context``. Nothing in it is read
+through a lambda or reassigned while the run goes on, so a node can never see another run's events,
+counters or screenshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from langchain_core.messages import BaseMessage
+
+from sidekick.events import Event, Screenshot
+
+
+@dataclass
+class RunStats:
+    model_calls: int = 0
+    tokens: int = 0
+
+    def add(self, message: BaseMessage | None) -> None:
+        self.model_calls += 1
+        usage = getattr(message, "usage_metadata", None) or {}
+        self.tokens += int(usage.get("total_tokens", 0))
+
+
+@dataclass
+class RunContext:
+    """One run's event sink, counters and the latest screenshot of the session's browser."""
+
+    put: Callable[[Event], None]
+    """Delivers an event to whoever follows the run (the dashboard's tab or the CLI)."""
+    screen: Screenshot | None = None
+    """The newest screenshot this run has seen (or carried over from the thread's last run)."""
+    stats: RunStats = field(default_factory=RunStats)
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Screenshot):
+            self.screen = event
+        self.put(event)
