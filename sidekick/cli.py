@@ -2,6 +2,7 @@
 
     python -m sidekick ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
     python -m sidekick conversations [--json]
+    python -m sidekick tools [--json]
 
 Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped (Ctrl-C included),
 2 a configuration or usage error. Every exit other than 0 prints one line saying why; never a traceback.
@@ -58,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--yes", action="store_true", help="Approve every side-effecting tool call.")
     conv = sub.add_parser("conversations", help="List past conversations.")
     conv.add_argument("--json", action="store_true")
+    tools = sub.add_parser("tools", help="List the tools, MCP servers included, and why any are off.")
+    tools.add_argument("--json", action="store_true")
     return p
 
 
@@ -96,6 +99,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "conversations":
             return list_conversations(core, as_json=args.json)
+        if args.command == "tools":
+            return list_tools(core, as_json=args.json)
         return ask(core, args)
     finally:
         core.close()
@@ -108,6 +113,15 @@ def list_conversations(core: Sidekick, *, as_json: bool) -> int:
         else:
             print(f"{c.thread_id}  {c.title}")
     return 0
+
+
+def list_tools(core: Sidekick, *, as_json: bool) -> int:
+    for name, on, why in core.tools("cli", discover=True):
+        if as_json:
+            print(json.dumps({"tool": name, "on": on, "why": why}))
+        else:
+            print(f"{'on ' if on else 'off'}  {name}" + (f"  ({why})" if why else ""))
+    return EXIT_OK
 
 
 def ask(core: Sidekick, args: argparse.Namespace) -> int:

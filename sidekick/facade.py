@@ -1,8 +1,8 @@
 """The facade the dashboard and the CLI talk to: one :class:`Sidekick` per process.
 
 It owns the loop thread and, on it, the conversation store (SQLite checkpointer), the chat models,
-the browser pool (with the web policy's guard) and the session registry: acquired in that order under
-an ``AsyncExitStack`` and released in reverse. Its methods are synchronous and bounded: they submit
+the browser pool (with the web policy's guard), the MCP servers and the session registry: acquired in
+that order under an ``AsyncExitStack`` and released in reverse. Its methods are synchronous and bounded: they submit
 coroutines to the loop thread and wait with a timeout, so a script thread can never hang on a dead loop.
 :func:`get_sidekick` returns the process-wide instance and makes sure it is closed at exit.
 """
@@ -24,8 +24,17 @@ from typing import Any, TypeVar
 
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from sidekick.errors import RuntimeStoppedError, SidekickError
+from sidekick.errors import ConfigError, RuntimeStoppedError, SidekickError
 from sidekick.events import Screenshot
+from sidekick.mcp import (
+    McpConfig,
+    McpHub,
+    McpProcessReport,
+    ServerStatus,
+    kill_mcp_processes,
+    load_config,
+    mcp_processes,
+)
 from sidekick.models import Models, model_configured
 from sidekick.procs import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runs import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, RunHandle
@@ -71,6 +80,7 @@ class ResourceReport:
     sessions_with_browser: int
     contexts: int
     processes: ProcessReport
+    mcp: McpProcessReport
     server_mb: float
     launches: int
     crashes: int
@@ -88,9 +98,12 @@ class Sidekick:
         self.registry: SessionRegistry | None = None
         self.store: Store | None = None
         self.models: Models | None = None
+        self.mcp: McpHub | None = None
+        self.mcp_problem: str | None = None
+        """Why the MCP servers file was not used, when it could not be read."""
         self._closed = False
         self._lock = threading.Lock()
-        self._process_cache: tuple[float, ProcessReport] | None = None
+        self._process_cache: tuple[float, ProcessReport, McpProcessReport] | None = None
 
     @property
     def runtime(self) -> LoopThread:
@@ -118,16 +131,30 @@ class Sidekick:
             models = Models(self.settings) if model_configured(self.settings) else None
             if models is not None:
                 stack.push_async_callback(models.aclose)
-            pool = BrowserPool(self.settings, guard=Guard(self.settings.url_policy()))
+            guard = Guard(self.settings.url_policy())
+            pool = BrowserPool(self.settings, guard=guard)  # the pool owns the guard and closes it
             stack.push_async_callback(pool.aclose)
-            deps = SessionDeps(settings=self.settings, pool=pool, store=store, models=models)
+            await guard.start()  # now, so MCP servers can be given its address
+            hub = McpHub(self._mcp_config(), self.settings, proxy_url=guard.proxy_url)
+            stack.push_async_callback(hub.aclose)
+            deps = SessionDeps(settings=self.settings, pool=pool, store=store, models=models, mcp=hub)
             registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
-            self.store, self.models, self.pool, self.registry = store, models, pool, registry
+            self.store, self.models, self.pool, self.registry, self.mcp = store, models, pool, registry, hub
             self._stack = stack.pop_all()
         if warm:
             # Launch in the background: the page renders at once and the first session finds a spare.
             pool.schedule_spare()
+            hub.schedule_listing()  # the sidebar can show each MCP server's tools before first use
+
+    def _mcp_config(self) -> McpConfig:
+        """The MCP servers file; a broken one is reported and Sidekick runs without those tools."""
+        try:
+            return load_config(self.settings)
+        except ConfigError as exc:
+            self.mcp_problem = str(exc)
+            log.warning("%s", exc)
+            return McpConfig()
 
     def _registry(self) -> SessionRegistry:
         if self._closed or self.registry is None:
@@ -151,14 +178,14 @@ class Sidekick:
         self._process_cache = None
         return freed
 
-    def _processes(self) -> ProcessReport:
-        """Browser processes and their memory, at most PROCESS_CACHE_SECONDS old: reading PSS for
-        every Chromium process costs about 100 ms, and every rerun of every tab shows it."""
+    def _processes(self) -> tuple[ProcessReport, McpProcessReport]:
+        """Browser and MCP server processes with their memory, at most PROCESS_CACHE_SECONDS old:
+        reading PSS for every Chromium process costs about 100 ms, and every rerun of every tab shows it."""
         cached = self._process_cache
         now = time.monotonic()
         if cached is None or now - cached[0] > PROCESS_CACHE_SECONDS:
-            cached = self._process_cache = (now, browser_processes())
-        return cached[1]
+            cached = self._process_cache = (now, browser_processes(), mcp_processes())
+        return cached[1], cached[2]
 
     def attach(self, session_id: str, timeout: float = 10.0) -> None:
         """Register a tab as soon as it renders (it shows in the session count; its browser opens later)."""
@@ -242,8 +269,29 @@ class Sidekick:
         assert self.store is not None
         return self.store
 
-    def tools(self) -> list[Availability]:
-        return availability(self.settings)
+    def tools(
+        self, session_id: str | None = None, *, discover: bool = False, timeout: float = 60.0
+    ) -> list[Availability]:
+        """Every tool and why it is off; then each MCP server, its state and its tools (as this
+        session sees them). ``discover`` lists servers not listed yet first (starting them)."""
+        rows = availability(self.settings)
+        if self.mcp_problem:
+            rows.append(("MCP servers", False, self.mcp_problem))
+        hub = self.mcp
+        if hub is None:
+            return rows
+
+        async def status() -> list[ServerStatus]:
+            if discover:
+                await hub.list_all()
+            return hub.status(session_id)
+
+        for server in self._call(status(), timeout):
+            names = ", ".join(f"`{t}`" for t in server.tools) or "no tools listed yet"
+            on = server.state != "failed"
+            detail = f"MCP {server.scope} server, {server.state}: {names}"
+            rows.append((server.name, on, detail if on else f"{detail}. {server.last_error or ''}".strip()))
+        return rows
 
     def resources(self, timeout: float = 10.0) -> ResourceReport:
         registry = self._registry()
@@ -254,11 +302,13 @@ class Sidekick:
             return len(registry), sum(1 for s in registry.sessions() if s.has_browser), pool.open_contexts
 
         sessions, with_browser, contexts = self._call(gather(), timeout)
+        browsers, servers = self._processes()
         return ResourceReport(
             sessions=sessions,
             sessions_with_browser=with_browser,
             contexts=contexts,
-            processes=self._processes(),
+            processes=browsers,
+            mcp=servers,
             server_mb=self_memory_bytes() / 2**20,
             launches=pool.launches,
             crashes=pool.crashes,
@@ -277,6 +327,8 @@ class Sidekick:
             except Exception:
                 log.exception("Sidekick did not shut down cleanly")
         self._runtime.stop(timeout=5)
+        # Whatever MCP server a failed shutdown left behind: its process group is ours, by record.
+        kill_mcp_processes()
 
 
 _instance: Sidekick | None = None

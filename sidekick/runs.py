@@ -16,13 +16,14 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
@@ -123,6 +124,8 @@ class RunnerDeps:
     store: Store
     workspace: Path
     get_browser: BrowserGetter | None
+    more_tools: Callable[[], Awaitable[Sequence[BaseTool]]] | None = None
+    """The session's tools from elsewhere (its MCP servers), fetched once before the first run."""
 
 
 class Runner:
@@ -153,7 +156,14 @@ class Runner:
         """The conversation of the run in progress, if any."""
         return self._thread_id if self.running else None
 
-    def graph(self) -> Graph:
+    async def _built(self) -> Graph:
+        if self._graph is None:
+            more = await self._deps.more_tools() if self._deps.more_tools is not None else ()
+            return self.graph(more)
+        return self._graph
+
+    def graph(self, more_tools: Sequence[BaseTool] = ()) -> Graph:
+        """The session's compiled graph, built once: its tools are fixed from then on."""
         if self._graph is None:
             deps = self._deps
             if deps.models is None:
@@ -164,7 +174,7 @@ class Runner:
             self._graph = build_graph(
                 settings=deps.settings,
                 models=deps.models,
-                tools=build_tools(ctx),
+                tools=[*build_tools(ctx), *more_tools],
                 checkpointer=deps.store.checkpointer,
             )
         return self._graph
@@ -228,7 +238,7 @@ class Runner:
         }
         emit(RunStarted(run_id=handle.run_id, thread_id=handle.thread_id, message=message, criteria=criteria))
         try:
-            graph = self.graph()
+            graph = await self._built()
             await self._repair(graph, config, resuming=resume is not None)
             if resume is None:
                 await self._deps.store.touch(handle.thread_id, message)

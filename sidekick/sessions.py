@@ -24,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from langchain_core.tools import BaseTool
+
 from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import SessionClosedError
 from sidekick.events import Screenshot
+from sidekick.mcp import McpHub, SessionMcp
 from sidekick.models import Models
 from sidekick.procs import ProcessReport, browser_processes
 from sidekick.runs import Runner, RunnerDeps
@@ -46,6 +49,8 @@ class SessionDeps:
     pool: BrowserPool
     store: Store
     models: Models | None
+    mcp: McpHub | None = None
+    """The process's MCP servers; a session's own servers start on its first call to one."""
 
     def workspace(self, session_id: str) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:64] or "session"
@@ -80,6 +85,7 @@ class Session:
         self._deps = deps
         self._pool = deps.pool
         self._runner: Runner | None = None
+        self._mcp: SessionMcp | None = None
         self._browser: SessionBrowser | None = None
         self._browser_lock = asyncio.Lock()
         self.closed = False
@@ -98,6 +104,11 @@ class Session:
     @property
     def has_browser(self) -> bool:
         return self._browser is not None and not self._browser.closed
+
+    @property
+    def holds_resources(self) -> bool:
+        """A browser context or MCP server processes that idle cleanup would free."""
+        return self.has_browser or (self._mcp is not None and self._mcp.running)
 
     async def browser(self) -> SessionBrowser:
         """This session's live context, opened (or reopened after a crash or idle) on demand."""
@@ -137,6 +148,7 @@ class Session:
         """This session's runner, built on first use (its tools bound to this session)."""
         if self.closed:
             raise SessionClosedError("This session was ended; reload the page to start a new one.")
+        self.touch()
         if self._runner is None:
             deps = self._deps
             self._runner = Runner(
@@ -146,9 +158,16 @@ class Session:
                     store=deps.store,
                     workspace=self.workspace,
                     get_browser=self.browser,
+                    more_tools=self._mcp_tools if deps.mcp is not None else None,
                 )
             )
         return self._runner
+
+    async def _mcp_tools(self) -> list[BaseTool]:
+        assert self._deps.mcp is not None
+        if self._mcp is None:
+            self._mcp = self._deps.mcp.session(self.id, self.workspace)
+        return await self._mcp.tools()
 
     @property
     def thread_id(self) -> str | None:
@@ -169,6 +188,9 @@ class Session:
             browser, self._browser = self._browser, None
         if self._runner is not None:
             self._runner.forget_screen()
+        if self._mcp is not None:
+            # Its servers end now (whole process groups); the tools start them afresh on next use.
+            await self._mcp.suspend()
         contexts = 0
         if browser is not None and not browser.closed:
             contexts = 1 if browser.alive else 0
@@ -183,6 +205,8 @@ class Session:
         await self.release()
         if self._runner is not None:
             await self._runner.aclose()
+        if self._mcp is not None:
+            await self._mcp.aclose()
 
 
 class SessionRegistry:
@@ -282,8 +306,8 @@ class SessionRegistry:
                     await self.end(session.id)
                     ended.append(session.id)
                     continue
-            if session.has_browser and not session.busy and now - session.last_active >= self.idle_seconds:
-                log.info("Session %s idle; closing its browser context.", session.id)
+            if session.holds_resources and not session.busy and now - session.last_active >= self.idle_seconds:
+                log.info("Session %s idle; closing its browser context and MCP servers.", session.id)
                 await session.release()
         return ended
 

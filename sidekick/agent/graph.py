@@ -277,7 +277,8 @@ async def run_tool(
         return f"Error: there is no tool named {name!r}. Available tools: {', '.join(sorted(by_name))}.", False
     if approved is False:
         return "The user denied this action, so it was not performed. Do not try it again this turn.", False
-    budget = settings.tool_timeout_seconds
+    # A tool with a budget of its own (an MCP server's "timeout") is bounded by that instead.
+    budget = float((tool.metadata or {}).get("timeout") or settings.tool_timeout_seconds)
     try:
         async with asyncio.timeout(budget + 5):  # tools bound their own work; this is the backstop
             output = await tool.ainvoke(call["args"])

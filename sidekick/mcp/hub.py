@@ -69,6 +69,7 @@ class McpHub:
         self._catalog_locks = {s.name: asyncio.Lock() for s in config.servers}
         self._sessions: dict[str, SessionMcp] = {}
         self._scratch: Path | None = None
+        self._listing: asyncio.Task[None] | None = None
         self._closed = False
 
     async def __aenter__(self) -> McpHub:
@@ -141,6 +142,15 @@ class McpHub:
             self._catalog[cfg.name] = specs
             return specs
 
+    async def list_all(self) -> None:
+        """List every server's tools now (failures are kept for the status, never raised)."""
+        await asyncio.gather(*(self.catalog(c) for c in self.config.servers), return_exceptions=True)
+
+    def schedule_listing(self) -> None:
+        """List every server's tools in the background, so the sidebar shows them before first use."""
+        if self.config.servers and not self._closed and self._listing is None:
+            self._listing = asyncio.get_running_loop().create_task(self.list_all(), name="sidekick-mcp-listing")
+
     def new_server(self, cfg: ServerConfig, cwd: Path, label: str) -> McpServer:
         timeout = cfg.call_timeout(self.settings)
         return McpServer(cfg, cwd=cwd, timeout=timeout, label=label, proxy_url=self.proxy_url)
@@ -162,6 +172,10 @@ class McpHub:
         if self._closed:
             return
         self._closed = True
+        listing, self._listing = self._listing, None
+        if listing is not None and not listing.done():
+            listing.cancel()
+            await asyncio.wait([listing], timeout=5)
         await _close_all(list(self._sessions.values()))
         await _close_all(list(self._process.values()))
         if self._scratch is not None:
@@ -204,6 +218,11 @@ class SessionMcp:
                     tools += build_tools(cfg, specs, self._caller(cfg))
                 self._tools = tools
             return list(self._tools)
+
+    @property
+    def running(self) -> bool:
+        """Whether any of this session's servers has a process now."""
+        return any(s.pid is not None for s in self._servers.values())
 
     def server(self, name: str) -> McpServer:
         """The server this session's calls to ``name`` go to (created here; not started)."""

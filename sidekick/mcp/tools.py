@@ -102,5 +102,7 @@ def _tool(config: ServerConfig, spec: ToolSpec, name: str, call: Caller) -> Base
             "mcp_server": config.name,
             "mcp_tool": spec.name,
             "read_only": spec.read_only,
+            # The graph's backstop for this call: the server's own budget, start included.
+            "timeout": config.timeout,
         },
     )

@@ -166,7 +166,7 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
         st.warning("No model is connected.", icon="🔌")
         st.markdown(CONNECT_HELP)
     with st.expander("Tools"):
-        for name, on, why in core.tools():
+        for name, on, why in friendly(lambda: core.tools(sid), "listing tools") or []:
             st.markdown(f"{'✅' if on else '⛔'} `{name}`" + (f" — {why}" if why else ""))
     return state
 
@@ -179,9 +179,18 @@ def resources_panel(core: Sidekick) -> None:
     c1, c2 = st.columns(2)
     c1.metric("Sessions", res.sessions, help="Dashboard sessions alive in this server process.")
     c2.metric("Contexts", res.contexts, help="Open browser contexts, including one kept warm for the next session.")
-    c1.metric("Processes", res.processes.processes, help="Chromium and Playwright-driver processes of this server.")
-    c2.metric("Memory", f"{res.processes.total_mb:.0f} MB", help="Proportional memory (PSS) of those processes.")
-    st.caption(f"Server {res.server_mb:.0f} MB · browser launches {res.launches} · crashes {res.crashes}")
+    c1.metric(
+        "Processes",
+        res.processes.processes + res.mcp.processes,
+        help="Chromium, Playwright-driver and MCP server processes of this server.",
+    )
+    c2.metric(
+        "Memory",
+        f"{res.processes.total_mb + res.mcp.total_mb:.0f} MB",
+        help="Proportional memory (PSS) of those processes.",
+    )
+    mcp = f" · MCP {res.mcp.processes} processes, {res.mcp.total_mb:.0f} MB" if res.mcp.processes else ""
+    st.caption(f"Server {res.server_mb:.0f} MB · browser launches {res.launches} · crashes {res.crashes}{mcp}")
 
 
 # -- chat ------------------------------------------------------------------------------------------

@@ -116,6 +116,13 @@ class Guard:
         self._port = await self._proxy.start()
         self._state = "running"
 
+    @property
+    def proxy_url(self) -> str:
+        """The proxy's address for programs that honour ``ALL_PROXY`` (names resolved by the proxy)."""
+        if self._state != "running":
+            raise BrowserError("Start the web policy guard (await guard.start()) first.")
+        return f"socks5h://127.0.0.1:{self._port}"
+
     def launch_args(self) -> list[str]:
         """Chromium flags that send all its traffic through this guard's proxy (the guard must run)."""
         if self._state != "running":
