@@ -39,7 +39,7 @@ async def test_time_server_through_the_tools(make_hub: HubFactory, tmp_path: Pat
     assert {"time__get_current_time", "time__convert_time"} <= tools.keys()
     tool = tools["time__get_current_time"]
     assert tool.metadata == {"side_effect": False, "mcp_server": "time", "mcp_tool": "get_current_time",
-                             "read_only": True}
+                             "read_only": True, "timeout": None}
     assert "timezone" in json.dumps(tool.args)
     # Listing the tools did not start this session's server; the first call does.
     assert mcp_processes().processes == 0
