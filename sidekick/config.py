@@ -57,6 +57,12 @@ class Settings:
         "SIDEKICK_MODEL_TIMEOUT", 60.0, "Timeout of one model request, in seconds."
     )
     model_retries: int = _setting("SIDEKICK_MODEL_RETRIES", 2, "Retries of a failed model request.")
+    context_tokens: int = _setting(
+        "SIDEKICK_CONTEXT_TOKENS",
+        24_000,
+        "Budget of one worker request, in tokens (estimated locally); older tool results are summarised to fit.",
+        minimum=2_000,
+    )
     # Agent budgets
     max_evaluations: int = _setting(
         "SIDEKICK_MAX_EVALUATIONS", 3, "Evaluator rounds per turn before a graceful give-up.", minimum=1
