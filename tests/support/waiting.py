@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound=Collection[Any])
 
 
 def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
@@ -17,6 +19,15 @@ def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def until_empty(measure: Callable[[], C], timeout: float, interval: float = 0.1) -> C:
+    """Measure until the result is empty (say, processes that should exit) or ``timeout`` passes;
+    return the last measurement, so the caller counts what is left instead of failing at once."""
+    deadline = time.monotonic() + timeout
+    while (left := measure()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return left
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:
