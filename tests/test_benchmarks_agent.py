@@ -5,24 +5,11 @@ must be exactly one JSON object. Timings are only checked for sense (positive, p
 never against the targets: this machine's load is not the benchmark's business.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.commands import run_json
 
 
 def test_agent_overhead_reports_steps_and_concurrency_with_no_errors_or_leaks() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.agent_overhead", "--steps", "2", "--runs", "2", "--sessions", "2", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)  # exactly one JSON object: anything else fails to parse
+    data = run_json("benchmarks.agent_overhead", "--steps", "2", "--runs", "2", "--sessions", "2", timeout=240)
 
     keys = "steps runs overhead_ms components_ms concurrent leaked_processes leaked_contexts targets"
     assert set(data) == set(keys.split())
@@ -38,7 +25,7 @@ def test_agent_overhead_reports_steps_and_concurrency_with_no_errors_or_leaks() 
 
     concurrent = data["concurrent"]
     assert set(concurrent) == {"sessions", "errors", "wall_s", "run_s_median", "run_s_p95"}
-    assert concurrent["sessions"] == 2 and concurrent["errors"] == 0, done.stderr
+    assert concurrent["sessions"] == 2 and concurrent["errors"] == 0, concurrent
     assert concurrent["wall_s"] > 0 and concurrent["run_s_median"] > 0
     assert concurrent["run_s_p95"] >= concurrent["run_s_median"]
     assert concurrent["wall_s"] >= concurrent["run_s_median"]

@@ -4,12 +4,8 @@ It runs as a subprocess, as a user would run it: its browsers are its own descen
 must be exactly one JSON object.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests.support.commands import run_json
 
-ROOT = Path(__file__).resolve().parent.parent
 MODE_KEYS = {
     "ready_ms_median",
     "ready_ms_p95",
@@ -24,15 +20,7 @@ TARGETS = {"ready_median_ratio<=0.1", "pss_ratio<=0.33", "zero_leaks", "rss_grow
 
 
 def test_churn_reports_both_modes_with_no_leaks() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.churn", "--sessions", "3", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)  # exactly one JSON object: anything else fails to parse
+    data = run_json("benchmarks.churn", "--sessions", "3", timeout=180)
 
     assert set(data) == {
         "sessions", "modes", "ratios", "leaked_processes", "leaked_contexts", "rss_growth_pct", "targets"

@@ -4,29 +4,17 @@ It runs as a subprocess, as a user would run it: the dashboard server and both b
 descendants, and stdout must be exactly one JSON object. Small: 3 screens, 2 repetitions.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.commands import run_json
+
 SCREENS = 3
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 
 def test_dashboard_benchmark_reports_positive_timings() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.dashboard", "--screens", str(SCREENS), "--repeats", "2", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)  # exactly one JSON object: anything else fails to parse
+    data = run_json("benchmarks.dashboard", "--screens", str(SCREENS), "--repeats", "2", timeout=400)
 
     assert set(data) == {"page_usable_s", "screenshot_visible_ms", "reset_free_s", "targets", "method"}
 
