@@ -3,6 +3,7 @@
     python -m sidekick ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
     python -m sidekick conversations [--json]
     python -m sidekick tools [--json]
+    python -m sidekick export THREAD_ID (--html FILE | --json FILE)
 
 Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped (Ctrl-C included),
 2 a configuration or usage error. Every exit other than 0 prints one line saying why; never a traceback.
@@ -61,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
     conv.add_argument("--json", action="store_true")
     tools = sub.add_parser("tools", help="List the tools, MCP servers included, and why any are off.")
     tools.add_argument("--json", action="store_true")
+    exp = sub.add_parser("export", help="Write a conversation's whole record to one file.")
+    exp.add_argument("thread")
+    where = exp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--html", type=Path, help="A self-contained HTML page (screenshots inlined).")
+    where.add_argument("--json", type=Path, help="A JSON document of the same record.")
     return p
 
 
@@ -101,6 +107,8 @@ def _main(args: argparse.Namespace) -> int:
             return list_conversations(core, as_json=args.json)
         if args.command == "tools":
             return list_tools(core, as_json=args.json)
+        if args.command == "export":
+            return export(core, args)
         return ask(core, args)
     finally:
         core.close()
@@ -113,6 +121,22 @@ def list_conversations(core: Sidekick, *, as_json: bool) -> int:
         else:
             print(f"{c.thread_id}  {c.title}")
     return 0
+
+
+def export(core: Sidekick, args: argparse.Namespace) -> int:
+    if not valid_thread_id(args.thread):
+        return fail("export takes the id of a conversation: letters, digits, '-' and '_' only.")
+    target: Path = args.html or args.json
+    try:
+        text = core.export(args.thread, fmt="html" if args.html else "json")
+    except SidekickError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return fail(f"cannot write {target}: {exc.strerror or exc}", EXIT_FAILED)
+    print(f"Wrote {target} ({len(text.encode()):,} bytes).")
+    return EXIT_OK
 
 
 def list_tools(core: Sidekick, *, as_json: bool) -> int:

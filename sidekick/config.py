@@ -44,6 +44,17 @@ class Settings:
     data_dir: Path = _setting(
         "SIDEKICK_DATA_DIR", Path(".sidekick"), "Conversations (SQLite) and per-session workspaces."
     )
+    keep_days: int = _setting(
+        "SIDEKICK_KEEP_DAYS",
+        0,
+        "Delete conversations (record, screenshots) not used for this many days, at start-up; 0 keeps them.",
+    )
+    screenshots_per_conversation: int = _setting(
+        "SIDEKICK_SCREENSHOTS_PER_CONVERSATION",
+        300,
+        "Step screenshots kept per conversation; the oldest files go first.",
+        minimum=1,
+    )
     # Models
     openai_api_key: str | None = _setting("OPENAI_API_KEY", None, "API key for the model server.")
     openai_base_url: str | None = _setting(

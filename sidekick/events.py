@@ -1,9 +1,10 @@
 """The typed events a run yields, in order, to the dashboard and the CLI alike.
 
 A run is: ``RunStarted``, then any number of ``ToolCall`` / ``ToolResult`` / ``Screenshot`` /
-``Blocked`` / ``Verdict`` / ``ApprovalNeeded`` events, then exactly one outcome (``FinalAnswer``,
-``Question``, ``ErrorEvent`` or ``Cancelled``), then ``Finished``. Events are plain frozen data:
-safe to hand across threads and to keep in ``st.session_state``.
+``Blocked`` / ``Verdict`` / ``ApprovalNeeded`` / ``ApprovalAnswered`` events, then exactly one
+outcome (``FinalAnswer``, ``Question``, ``ErrorEvent`` or ``Cancelled``), then ``Finished``. Events
+are plain frozen data: safe to hand across threads and to keep in ``st.session_state``.
+:func:`from_json` reads back what :meth:`Event.to_json` wrote (the run record keeps events so).
 """
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ class Event:
 
 def _kind(name: str) -> Any:
     return field(init=False, default=name)
+
+
+def from_json(data: dict[str, Any], png: bytes = b"") -> Event:
+    """The event ``to_json`` described; a screenshot's image comes separately (``png``)."""
+    cls = _KINDS.get(str(data.get("type")))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "kind":
+            continue
+        if f.name == "png":
+            values["png"] = png
+        elif f.name == "checks":
+            values["checks"] = tuple(CriterionCheck(**c) for c in data.get("checks", []))
+        elif f.name in data:
+            values[f.name] = data[f.name]
+    return cls(**values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +129,14 @@ class ApprovalNeeded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApprovalAnswered(Event):
+    """The user's answer to an ``ApprovalNeeded``; the resumed run starts with it."""
+
+    kind: str = _kind("approval_answered")
+    approved: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class FinalAnswer(Event):
     kind: str = _kind("final_answer")
     text: str
@@ -142,3 +169,23 @@ class Finished(Event):
     seconds: float
     model_calls: int
     tokens: int
+
+
+_KINDS: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        RunStarted,
+        ToolCall,
+        ToolResult,
+        Screenshot,
+        Blocked,
+        Verdict,
+        ApprovalNeeded,
+        ApprovalAnswered,
+        FinalAnswer,
+        Question,
+        ErrorEvent,
+        Cancelled,
+        Finished,
+    )
+}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
+from sidekick import export
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, RuntimeStoppedError, SidekickError
@@ -40,7 +41,7 @@ from sidekick.procs import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runs import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, RunHandle
 from sidekick.runtime import LoopThread
 from sidekick.sessions import Freed, SessionDeps, SessionRegistry
-from sidekick.store import Conversation, Store
+from sidekick.store import Conversation, RecordedRun, Store, turn_of
 from sidekick.tools.base import Availability
 from sidekick.tools.registry import availability
 from sidekick.web.guard import Guard
@@ -126,8 +127,14 @@ class Sidekick:
 
     async def _astart(self, warm: bool) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            store = await Store(self.settings.data_dir / "sidekick.sqlite").open()
+            store = await Store(
+                self.settings.data_dir / "sidekick.sqlite", screenshot_budget=self.settings.screenshots_per_conversation
+            ).open()
             stack.push_async_callback(store.aclose)
+            if self.settings.keep_days:
+                pruned = await store.prune(self.settings.keep_days)
+                if pruned:
+                    log.info("Deleted %d conversations older than %d days.", len(pruned), self.settings.keep_days)
             models = Models(self.settings) if model_configured(self.settings) else None
             if models is not None:
                 stack.push_async_callback(models.aclose)
@@ -244,6 +251,29 @@ class Sidekick:
         if not valid_thread_id(thread_id):
             return []
         return self._call(store.history(thread_id), timeout)
+
+    def record(self, thread_id: str, timeout: float = 30.0) -> list[RecordedRun]:
+        """Every run of a conversation as recorded: steps, checks, screenshots, answers."""
+        store = self._store()
+        if not valid_thread_id(thread_id):
+            return []
+        return self._call(store.record(thread_id), timeout)
+
+    def export(self, thread_id: str, *, fmt: str = "html", run_id: str | None = None, timeout: float = 30.0) -> str:
+        """The conversation (or one run of it, and the approval runs that continue it) as one HTML
+        page or JSON document. Raises SidekickError for an unknown conversation."""
+        store = self._store()
+        if not valid_thread_id(thread_id) or not self.conversation_exists(thread_id):
+            raise SidekickError(f"There is no conversation {thread_id[:64]!r}.")
+
+        async def go() -> tuple[str, list[RecordedRun]]:
+            title = next((c.title for c in await store.list(10_000) if c.thread_id == thread_id), thread_id)
+            return title, await store.record(thread_id)
+
+        title, runs = self._call(go(), timeout)
+        if run_id is not None:
+            runs = turn_of(runs, run_id)
+        return export.to_json_text(thread_id, title, runs) if fmt == "json" else export.to_html(thread_id, title, runs)
 
     def conversations(self, limit: int = 50, timeout: float = 10.0) -> list[Conversation]:
         return self._call(self._store().list(limit), timeout)

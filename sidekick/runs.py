@@ -35,6 +35,7 @@ from sidekick.agent.state import State, TurnInput
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
 from sidekick.events import (
+    ApprovalAnswered,
     ApprovalNeeded,
     Blocked,
     Cancelled,
@@ -89,6 +90,54 @@ class RunHandle:
                 yield event
                 if isinstance(event, Finished):
                     return
+
+
+class Recorder:
+    """Writes one run's events to the run record as they happen, a batch at a time, so a server
+    killed mid-run loses at most the step in flight. Owned by the run: ``async with`` starts the
+    writer and, on exit, writes what is left (bounded). A failing store never fails the run."""
+
+    def __init__(self, store: Store, thread_id: str, run_id: str, *, flush_seconds: float = 10.0) -> None:
+        self._store = store
+        self._thread_id = thread_id
+        self._run_id = run_id
+        self._flush_seconds = flush_seconds
+        self._queue: asyncio.Queue[tuple[int, float, Event] | None] = asyncio.Queue()
+        self._seq = 0
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, event: Event) -> None:
+        self._seq += 1
+        self._queue.put_nowait((self._seq, time.time(), event))
+
+    async def __aenter__(self) -> Recorder:
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"sidekick-record-{self._run_id}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._queue.put_nowait(None)
+        writer = self._writer
+        if writer is not None:
+            # Shielded: a Stop that lands now must not lose the run's last events.
+            done, _ = await asyncio.shield(asyncio.wait([writer], timeout=self._flush_seconds))
+            if not done:
+                writer.cancel()
+                log.warning("The record of run %s was not written within %g s", self._run_id, self._flush_seconds)
+
+    async def _write(self) -> None:
+        finished = False
+        while not finished:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            finished = batch[-1] is None
+            events = [item for item in batch if item is not None]
+            if not events:
+                continue
+            try:
+                await self._store.append(self._thread_id, self._run_id, events)
+            except Exception:  # the record is kept on a best-effort basis; the run goes on
+                log.exception("Could not record events of run %s", self._run_id)
 
 
 def check_message(message: str, criteria: str) -> tuple[str, str]:
@@ -210,10 +259,11 @@ class Runner:
             raise RunInProgressError("Sidekick is still working on your last message: wait for it, or press Stop.")
         handle = RunHandle(run_id=uuid.uuid4().hex[:12], thread_id=thread_id)
         carried = self._screen[1] if self._screen is not None and self._screen[0] == thread_id else None
-        run = RunContext(put=handle.events.put, screen=carried)
+        recorder = Recorder(self._deps.store, thread_id, handle.run_id)
+        run = RunContext(put=handle.events.put, record=recorder.add, screen=carried)
         self._run, self._thread_id = run, thread_id
         self._task = asyncio.get_running_loop().create_task(
-            self._main(handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
+            self._recorded(recorder, handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
         )
         return handle
 
@@ -226,6 +276,18 @@ class Runner:
         await asyncio.wait([task], timeout=timeout)
         return True
 
+    async def _recorded(
+        self,
+        recorder: Recorder,
+        handle: RunHandle,
+        run: RunContext,
+        message: str,
+        criteria: str,
+        resume: dict[str, Any] | None,
+    ) -> None:
+        async with recorder:
+            await self._main(handle, run, message, criteria, resume)
+
     async def _main(
         self, handle: RunHandle, run: RunContext, message: str, criteria: str, resume: dict[str, Any] | None
     ) -> None:
@@ -237,6 +299,8 @@ class Runner:
             "recursion_limit": self.settings.recursion_limit,
         }
         emit(RunStarted(run_id=handle.run_id, thread_id=handle.thread_id, message=message, criteria=criteria))
+        if resume is not None:
+            emit(ApprovalAnswered(approved=bool(resume.get("approved"))))
         try:
             graph = await self._built()
             await self._repair(graph, config, resuming=resume is not None)

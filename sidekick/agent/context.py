@@ -33,6 +33,8 @@ class RunContext:
 
     put: Callable[[Event], None]
     """Delivers an event to whoever follows the run (the dashboard's tab or the CLI)."""
+    record: Callable[[Event], None] = lambda event: None
+    """Keeps the event in the run record (the store), as it happens."""
     screen: Screenshot | None = None
     """The newest screenshot this run has seen (or carried over from the thread's last run)."""
     stats: RunStats = field(default_factory=RunStats)
@@ -40,4 +42,5 @@ class RunContext:
     def emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):
             self.screen = event
+        self.record(event)
         self.put(event)

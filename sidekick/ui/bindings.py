@@ -19,6 +19,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from sidekick.config import Settings
 from sidekick.errors import SidekickError
+from sidekick.events import Screenshot
 from sidekick.facade import Sidekick, current_sidekick, get_sidekick, new_thread_id
 from sidekick.ui.tab import TabState, Turn
 
@@ -102,12 +103,25 @@ def tab_state(core: Sidekick) -> TabState:
 
 
 def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
-    turns: list[Turn] = []
+    """The conversation as it looked live, from its run record: steps, checks, the last turn's
+    screenshots. Turns from before the record existed come back as their text."""
+    recorded: list[Turn] = []
+    for run in core.record(thread_id):
+        started = run.started
+        if run.opens_turn or not recorded:
+            user, criteria = (started.message, started.criteria) if started is not None else ("", "")
+            recorded.append(Turn(user=user, criteria=criteria, events=list(run.events), run_id=run.run_id))
+        else:  # resumed after an approval: the same turn goes on
+            recorded[-1].events.extend(run.events)
+    texts: list[Turn] = []
     for role, text in core.history(thread_id):
         if role == "user":
-            turns.append(Turn(user=text))
-        elif turns:
-            turns[-1].reply = text
+            texts.append(Turn(user=text))
+        elif texts:
+            texts[-1].reply = text
+    turns = texts[: max(0, len(texts) - len(recorded))] + recorded
+    for old in turns[:-1]:  # as live: only the newest turn keeps its screenshots
+        old.events = [e for e in old.events if not isinstance(e, Screenshot)]
     return turns
 
 

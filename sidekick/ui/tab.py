@@ -21,6 +21,7 @@ class Turn:
     criteria: str = ""
     events: list[Event] = field(default_factory=list)
     reply: str | None = None
+    run_id: str | None = None  # the run that opened the turn, for its download
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TabState:
 
     def start_turn(self, turn: Turn, run: RunHandle) -> None:
         self.drop_screenshots()  # the new turn's screenshots replace them
+        turn.run_id = run.run_id
         self.turns.append(turn)
         self.run = run
 

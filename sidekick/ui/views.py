@@ -21,6 +21,7 @@ import streamlit as st
 from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import (
+    ApprovalAnswered,
     Blocked,
     Cancelled,
     ErrorEvent,
@@ -98,7 +99,7 @@ def render() -> None:
 
     with history:
         for turn in state.turns[:-1]:
-            render_turn(turn, live=False)
+            render_turn(turn, live=False, download=partial(download_run, core, state.thread_id, turn))
     if prompt is not None:
         start_turn(core, sid, state, prompt, criteria)
         if state.run is not None:
@@ -116,7 +117,9 @@ def render() -> None:
         with live.container():
             turn = state.current()
             if turn is not None:
-                render_turn(turn, live=state.run is not None)
+                live_now = state.run is not None
+                download = None if live_now else partial(download_run, core, state.thread_id, turn)
+                render_turn(turn, live=live_now, download=download)
                 approval_buttons(core, sid, state)
 
     state.absorb()
@@ -156,6 +159,19 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
                 if current:
                     state = bindings.switch_conversation(core, None)
                 st.rerun()
+
+    if state.turns and state.run is None:
+        thread_id = state.thread_id
+        st.download_button(
+            "Download conversation",
+            data=lambda: core.export(thread_id).encode(),  # made when clicked, on the server's thread
+            file_name=f"sidekick-{thread_id}.html",
+            mime="text/html",
+            icon="⬇️",
+            on_click="ignore",
+            width="stretch",
+            help="One HTML file with every step, check, screenshot and answer; opens without a network.",
+        )
 
     st.subheader("Model", divider="gray")
     if core.model_ready:
@@ -232,7 +248,29 @@ def follow_run(state: TabState, redraw_shot: Callable[[], None], redraw_turn: Ca
     st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
 
-def render_turn(turn: Turn, *, live: bool) -> None:
+def download_run(core: Sidekick, thread_id: str, turn: Turn) -> None:
+    """A "Download run" button: the turn as one self-contained HTML page, made when clicked."""
+    if turn.run_id is None:
+        return
+    run_id = turn.run_id
+
+    def page() -> bytes:
+        # Called on Streamlit's server thread when clicked: no st.* here, and a bounded core call.
+        return core.export(thread_id, run_id=run_id).encode()
+
+    st.download_button(
+        "Download run",
+        data=page,
+        file_name=f"sidekick-{thread_id}-{run_id}.html",
+        mime="text/html",
+        icon="⬇️",
+        on_click="ignore",
+        key=f"download-{run_id}",
+        type="tertiary",
+    )
+
+
+def render_turn(turn: Turn, *, live: bool, download: Callable[[], None] | None = None) -> None:
     with st.chat_message("user"):
         st.markdown(turn.user)
         if turn.criteria and turn.criteria != DEFAULT_CRITERIA:
@@ -243,6 +281,8 @@ def render_turn(turn: Turn, *, live: bool) -> None:
             return
         steps(turn.events, live=live)
         outcome(turn.events)
+        if download is not None:
+            download()
 
 
 def steps(events: list[Event], *, live: bool) -> None:
@@ -283,6 +323,8 @@ def outcome(events: list[Event]) -> None:
                 st.error(event.message, icon="⚠️")
             case Cancelled():
                 st.warning(event.reason, icon="⏹️")
+            case ApprovalAnswered():
+                st.caption("👍 You approved it." if event.approved else "🚫 You denied it.")
             case Finished():
                 st.caption(f"{event.seconds:.1f} s · {event.model_calls} model calls · {event.tokens:,} tokens")
 

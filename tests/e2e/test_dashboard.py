@@ -220,8 +220,22 @@ async def test_a_reload_brings_the_conversation_back(page: Page, llm: FakeOpenAI
     await expect(chat).to_have_count(2)
     await expect(chat.nth(0)).to_contain_text("Find the secret number.")
     await expect(chat.nth(1)).to_contain_text("It is 4217.")
+    # The turn as it looked live, from the run record: its steps, checklist and screenshot.
+    steps = page.locator("[data-testid='stExpander']", has_text="1 step")
+    await expect(steps).to_be_visible()
+    await steps.locator("summary").click()
+    await expect(steps.get_by_text("navigate", exact=True)).to_be_visible()
+    await expect(page.get_by_text("Review 1: passed")).to_be_visible()
+    await expect(browser_column(page).locator(IMAGE).first).to_be_visible()
     sidebar = page.locator("[data-testid='stSidebar']")
     await expect(sidebar.get_by_text("Conversations")).to_be_visible()
     await expect(sidebar.get_by_role("button", name="Find the secret number.")).to_be_visible()
+    # One self-contained file of the whole conversation.
+    async with page.expect_download() as waiting:
+        await sidebar.get_by_role("button", name="Download conversation").click()
+    download = await waiting.value
+    saved = await download.path()
+    text = saved.read_text() if saved is not None else ""
+    assert "Find the secret number." in text and "It is 4217." in text and "data:image/png;base64," in text
     await no_traceback(page)
     await save_artifact(page, "dashboard-reload")
