@@ -7,11 +7,14 @@ loop), so these tests wait on what the page shows, never on the script being idl
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.support.dashboard import (
     EXCEPTION,
@@ -20,6 +23,7 @@ from tests.support.dashboard import (
     DashboardServer,
     Tabs,
     open_address,
+    open_app,
     rerun,
     save_artifact,
     sidekick_server,
@@ -239,3 +243,41 @@ async def test_a_reload_brings_the_conversation_back(page: Page, llm: FakeOpenAI
     assert "Find the secret number." in text and "It is 4217." in text and "data:image/png;base64," in text
     await no_traceback(page)
     await save_artifact(page, "dashboard-reload")
+
+
+async def test_a_restarted_server_shows_the_recorded_turn(
+    user_browser: Browser, llm: FakeOpenAI, site: LocalSite, tmp_path: Path
+) -> None:
+    """The run record outlives the process: a new server on the same data folder shows the turn's
+    steps, checklist and screenshot as they looked live."""
+    env = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test", "SIDEKICK_MODEL_RETRIES": "0"}
+    first = sidekick_server(tmp_path / "server", **env)
+    await asyncio.to_thread(first.start)
+    try:
+        page = await open_app(user_browser, first.url)
+        try:
+            script_navigate(llm, site.url("/about"), "It is 4217.")
+            await ask(page, "Find the secret number.", "It is 4217.")
+            thread = parse_qs(urlsplit(page.url).query)["thread"][0]
+        finally:
+            await page.close()
+    finally:
+        await asyncio.to_thread(first.close)
+
+    second = sidekick_server(tmp_path / "server", **env)  # the same data folder
+    await asyncio.to_thread(second.start)
+    try:
+        page = await open_app(user_browser, f"{second.url}?thread={thread}")
+        try:
+            await wait_idle(page)
+            await expect(page.get_by_text("It is 4217.", exact=True)).to_be_visible()
+            steps = page.locator("[data-testid='stExpander']", has_text="1 step")
+            await steps.locator("summary").click()
+            await expect(steps.get_by_text("navigate", exact=True)).to_be_visible()
+            await expect(page.get_by_text("Review 1: passed")).to_be_visible()
+            await expect(browser_column(page).locator(IMAGE).first).to_be_visible()
+            await no_traceback(page)
+        finally:
+            await page.close()
+    finally:
+        await asyncio.to_thread(second.close)
