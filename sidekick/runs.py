@@ -194,11 +194,13 @@ class Runner:
         # The screen the thread's last run ended on, for vision on its next turn; forgotten when the
         # browser is reset or closed (it no longer shows that page).
         self._screen: tuple[str, Screenshot] | None = None
+        self._busy = False
         self.closed = False
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """A turn is under way: from start until its Finished event is delivered."""
+        return self._busy and self._task is not None and not self._task.done()
 
     @property
     def thread_id(self) -> str | None:
@@ -261,7 +263,7 @@ class Runner:
         carried = self._screen[1] if self._screen is not None and self._screen[0] == thread_id else None
         recorder = Recorder(self._deps.store, thread_id, handle.run_id)
         run = RunContext(put=handle.events.put, record=recorder.add, screen=carried)
-        self._run, self._thread_id = run, thread_id
+        self._run, self._thread_id, self._busy = run, thread_id, True
         self._task = asyncio.get_running_loop().create_task(
             self._recorded(recorder, handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
         )
@@ -285,8 +287,14 @@ class Runner:
         criteria: str,
         resume: dict[str, Any] | None,
     ) -> None:
-        async with recorder:
-            await self._main(handle, run, message, criteria, resume)
+        try:
+            async with recorder:
+                await self._main(handle, run, message, criteria, resume)
+        finally:
+            self._busy = False
+            if run.finished is not None:
+                run.put(run.finished)
+            handle.done.set()
 
     async def _main(
         self, handle: RunHandle, run: RunContext, message: str, criteria: str, resume: dict[str, Any] | None
@@ -367,15 +375,15 @@ class Runner:
                         await asyncio.shield(self._repair(self._graph, config, resuming=False))
             if run.screen is not None:
                 self._screen = (handle.thread_id, run.screen)
-            emit(
-                Finished(
-                    outcome=outcome,
-                    seconds=time.monotonic() - started,
-                    model_calls=run.stats.model_calls,
-                    tokens=run.stats.tokens,
-                )
+            # Recorded now, delivered once the record is written (_recorded): whoever sees Finished
+            # may start the next turn at once, and finds the record complete and the runner free.
+            run.finished = Finished(
+                outcome=outcome,
+                seconds=time.monotonic() - started,
+                model_calls=run.stats.model_calls,
+                tokens=run.stats.tokens,
             )
-            handle.done.set()
+            run.record(run.finished)
 
     async def _conclude(self, graph: Graph, config: RunnableConfig, run: RunContext) -> str:
         state = (await graph.aget_state(config)).values

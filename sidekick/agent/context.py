@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
-from sidekick.events import Event, Screenshot
+from sidekick.events import Event, Finished, Screenshot
 
 
 @dataclass
@@ -38,6 +38,8 @@ class RunContext:
     screen: Screenshot | None = None
     """The newest screenshot this run has seen (or carried over from the thread's last run)."""
     stats: RunStats = field(default_factory=RunStats)
+    finished: Finished | None = None
+    """The run's last event, kept until the record is written, then delivered."""
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):
