@@ -44,6 +44,11 @@ class Settings:
     data_dir: Path = _setting(
         "SIDEKICK_DATA_DIR", Path(".sidekick"), "Conversations (SQLite) and per-session workspaces."
     )
+    database_url: str | None = _setting(
+        "SIDEKICK_DATABASE_URL",
+        None,
+        "postgresql://… keeps conversations, checkpoints and run records in PostgreSQL (default: SQLite).",
+    )
     keep_days: int = _setting(
         "SIDEKICK_KEEP_DAYS",
         0,
