@@ -31,7 +31,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field, ValidationError
 
-from sidekick.agent import prompts
+from sidekick.agent import prompts, trimming
 from sidekick.agent.context import RunContext
 from sidekick.agent.state import State, TurnInput
 from sidekick.config import Settings
@@ -102,19 +102,20 @@ def build_graph(
     by_name = {t.name: t for t in tools}
     worker_llm = models.worker.bind_tools(list(tools)) if tools else models.worker
     evaluator_llm = models.evaluator.with_structured_output(EvaluationModel, include_raw=True)
+    schema_tokens = trimming.tokens([], tools)  # the tool schemas go with every worker request
 
     async def worker(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         criteria = prompts.numbered(prompts.split_criteria(state["criteria"]))
         now = datetime.now().astimezone().strftime("%A %d %B %Y, %H:%M %Z")
-        messages: list[BaseMessage] = [SystemMessage(prompts.WORKER.format(now=now, criteria=criteria))]
-        messages.extend(state["messages"])
+        head: list[BaseMessage] = [SystemMessage(prompts.WORKER.format(now=now, criteria=criteria))]
+        tail: list[BaseMessage] = []
         if state.get("feedback"):
-            messages.append(SystemMessage(prompts.WORKER_FEEDBACK.format(feedback=state["feedback"])))
+            tail.append(SystemMessage(prompts.WORKER_FEEDBACK.format(feedback=state["feedback"])))
         shot = runtime.context.screen if settings.vision else None
         if shot is not None:
             # Only the newest screenshot is sent, and never stored: the context holds one image at most.
             data = base64.b64encode(shot.png).decode()
-            messages.append(
+            tail.append(
                 HumanMessage(
                     content=[
                         {"type": "text", "text": f"The browser now shows {shot.title} — {shot.url}:"},
@@ -122,6 +123,9 @@ def build_graph(
                     ]
                 )
             )
+        # The state keeps every message whole (the run record); only what is sent is shaped to fit.
+        room = settings.context_tokens - schema_tokens - trimming.tokens([*head, *tail])
+        messages = [*head, *trimming.fit(state["messages"], room), *tail]
         response = await read_model(worker_llm.ainvoke(messages), settings)
         runtime.context.stats.add(response)
         update: dict[str, Any] = {"messages": [response]}

@@ -1,4 +1,5 @@
-"""A local website for browser tests: text pages, a form, links, a popup, cookies, slow and hanging pages.
+"""A local website for browser tests: text pages, a form, links, a popup, cookies, slow and hanging pages,
+and numbered chapters of N KB each (``/chapter/<n>?kb=N``) for long runs.
 
     with LocalSite() as site:
         site.url("/form")            # http://127.0.0.1:PORT/form
@@ -44,6 +45,32 @@ PAGES: dict[str, str] = {
     + "".join(f"<p>Paragraph {i}: lorem ipsum dolor sit amet.</p>" for i in range(400))
     + "</body></html>",
 }
+
+
+_WORDS = "amber basalt cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon meadow".split()
+
+
+def chapter_code(n: int) -> str:
+    """The code word that ``/chapter/<n>`` states in its first paragraph."""
+    return f"{_WORDS[n % len(_WORDS)]}-{(n * 7919) % 10_000:04d}"
+
+
+def chapter(n: int, kb: float) -> str:
+    """``/chapter/<n>?kb=K``: a page of at least K KB of visible text (default 8), its code word
+    first, and a link to the next chapter, for long runs that read page after page."""
+    paragraphs = [f"<p>The code word of chapter {n} is {chapter_code(n)}.</p>"]
+    size, i = 0, 0
+    while size < kb * 1024:
+        words = " ".join(_WORDS[(n + i + k) % len(_WORDS)] for k in range(12))
+        text = f"Paragraph {i} of chapter {n}: {words}, and the story goes on."
+        paragraphs.append(f"<p>{text}</p>")
+        size += len(text) + 2  # innerText puts a blank line between paragraphs
+        i += 1
+    return (
+        f"<html><head><title>Chapter {n}</title></head><body><h1>Chapter {n}</h1>"
+        + "".join(paragraphs)
+        + f'<p><a href="/chapter/{n + 1}?kb={kb:g}">Next chapter</a></p></body></html>'
+    )
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -142,6 +169,8 @@ class LocalSite:
         elif path == "/hang":
             self._release.wait()
             return
+        elif path.startswith("/chapter/") and path.removeprefix("/chapter/").isdigit():
+            body = chapter(int(path.removeprefix("/chapter/")), float(query.get("kb", "8")))
         elif path == "/redirect":
             status = 302
             headers["Location"] = query.get("to", "/")
