@@ -6,6 +6,16 @@ site opens become current by themselves. Every call on the page is bounded, and 
 become typed Sidekick errors (:class:`BrowserTimeoutError`, :class:`BrowserCrashedError`,
 :class:`SessionClosedError`, :class:`NavigationError`). :meth:`SessionBrowser.aclose` closes pages,
 then the context; it is idempotent.
+
+A JavaScript dialog (alert, confirm, prompt) freezes its page: no script, screenshot or snapshot
+answers until it is closed. So the session holds an open dialog as :attr:`SessionBrowser.dialog`,
+and a call that a dialog interrupts fails at once with :class:`DialogOpenError` (the call itself
+finishes when the dialog is answered) instead of waiting out its timeout. The dialog stays open for
+:meth:`SessionBrowser.answer_dialog` and is dismissed by :meth:`SessionBrowser.dismiss_dialog`, or
+after :data:`DIALOG_SECONDS` so that a run that ended never leaves a page frozen.
+
+Each page's documents are counted (:meth:`SessionBrowser.document`): element refs are numbered anew
+in every document, so a ref read from one must never be used on the next.
 """
 
 from __future__ import annotations
@@ -16,12 +26,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from playwright.async_api import BrowserContext, Frame, Page
+from playwright.async_api import BrowserContext, CDPSession, Dialog, Frame, Page
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+from sidekick.browser.snapshot import Snapshot
 from sidekick.closing import close_quietly
 from sidekick.errors import (
     BrowserCrashedError,
@@ -42,6 +53,11 @@ Report = Callable[[str, str], None]
 
 CRASHED = "The browser stopped unexpectedly (crashed or was killed). It restarts on your next action."
 CLOSED = "This browser session was reset or ended."
+DIALOG_SECONDS = 60.0  # an unanswered dialog is dismissed after this, so no page stays frozen
+
+
+class DialogOpenError(BrowserError):
+    """A JavaScript dialog opened while a call was waiting on the page; the page waits for it."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +97,153 @@ class SessionBrowser:
         self.last_block_reason = ""
         self._closed = False
         self.created_at = time.monotonic()
+        self.snapshot: Snapshot | None = None
+        """The latest snapshot the tools took; element refs resolve against it."""
+        self.dialog: Dialog | None = None
+        self._dialog_opened = asyncio.Event()
+        self._dialog_timer: asyncio.TimerHandle | None = None
+        self._parked: set[asyncio.Future[Any]] = set()  # calls a dialog interrupted
+        self._documents: dict[int, int] = {}
+        self._signals: dict[int, tuple[CDPSession, str]] = {}
+        self._background: set[asyncio.Future[Any]] = set()
         self._context.on("page", self._on_page)
+        self._watch_page(self._page)
 
     def _on_page(self, page: Page) -> None:
         # Popups and target=_blank links become the page the agent works on.
         self._page = page
+        self._watch_page(page)
+
+    def _watch_page(self, page: Page) -> None:
+        key = id(page)
+        self._documents[key] = 0
+
+        def navigated(frame: Frame) -> None:
+            if frame.parent_frame is None:
+                self._documents[key] = self._documents.get(key, 0) + 1
+
+        def closed(_page: Page) -> None:
+            self._documents.pop(key, None)
+            self._signals.pop(key, None)
+
+        page.on("framenavigated", navigated)
+        page.on("dialog", self._on_dialog)
+        page.on("close", closed)
+        task = asyncio.ensure_future(self._open_signals(page))
+        self._background.add(task)
+        task.add_done_callback(_settle_quietly(self._background))
+
+    async def _open_signals(self, page: Page) -> None:
+        """A DevTools session on ``page`` for the browser's early signals: Chromium reports that a
+        click asked for a navigation or a window before Playwright's own click returns, while
+        Playwright's request and page events may come later. Without it actions still work; they
+        just cannot expect a new tab before it appears."""
+        with contextlib.suppress(PlaywrightError, TimeoutError):
+            async with asyncio.timeout(self._pool.timeouts.action):
+                cdp = await self._context.new_cdp_session(page)
+                await cdp.send("Page.enable")
+                tree = await cdp.send("Page.getFrameTree")
+                self._signals[id(page)] = (cdp, str(tree["frameTree"]["frame"]["id"]))
+
+    def signals(self, page: Page) -> tuple[CDPSession, str] | None:
+        """``page``'s DevTools session and its main frame's id, once open (see _open_signals)."""
+        return self._signals.get(id(page))
+
+    def document(self, page: Page) -> int:
+        """How many times ``page``'s main frame has navigated: a snapshot's refs hold for one value."""
+        return self._documents.get(id(page), 0)
+
+    # -- dialogs -------------------------------------------------------------------------------
+    def _on_dialog(self, dialog: Dialog) -> None:
+        if self.dialog is not None or self._closed:
+            # One at a time: a second (another tab's) is dismissed so it cannot freeze its page.
+            self._spawn(dialog.dismiss())
+            return
+        self.dialog = dialog
+        self._dialog_opened.set()
+        self._dialog_timer = asyncio.get_running_loop().call_later(
+            DIALOG_SECONDS, lambda: self._spawn(self.dismiss_dialog())
+        )
+
+    def describe_dialog(self) -> str:
+        """``a confirm dialog: "Sure?"`` (the message is the site's, flattened and defused)."""
+        dialog = self.dialog
+        if dialog is None:
+            return "no dialog"
+        message = line_of(dialog.message, 300)
+        kind = "an alert" if dialog.type == "alert" else f"a {dialog.type}"
+        default = ""
+        if dialog.type == "prompt" and dialog.default_value:
+            default = f' (default answer "{line_of(dialog.default_value)}")'
+
+        return f'{kind} dialog: "{message}"{default}'
+
+    async def answer_dialog(self, accept: bool, text: str | None = None, timeout: float = 5.0) -> str:
+        """Accept (with ``text`` for a prompt) or dismiss the open dialog; what it was."""
+        dialog = self.dialog
+        if dialog is None:
+            raise BrowserError("No dialog is open.")
+        what = self.describe_dialog()
+        self._clear_dialog()
+        try:
+            async with asyncio.timeout(timeout):
+                if accept:
+                    await dialog.accept(text) if text is not None else await dialog.accept()
+                else:
+                    await dialog.dismiss()
+        except (PlaywrightError, TimeoutError) as exc:
+            self._check_usable()
+            raise BrowserError(f"Answering the dialog failed: {first_line(exc) or 'timed out'}") from None
+        await self._finish_parked(timeout)
+        return what
+
+    async def dismiss_dialog(self, timeout: float = 5.0) -> str | None:
+        """Dismiss the open dialog, if any; what it was."""
+        if self.dialog is None:
+            return None
+        with contextlib.suppress(BrowserError, SessionClosedError):
+            return await self.answer_dialog(False, timeout=timeout)
+        return None
+
+    def _clear_dialog(self) -> None:
+        self.dialog = None
+        self._dialog_opened.clear()
+        if self._dialog_timer is not None:
+            self._dialog_timer.cancel()
+            self._dialog_timer = None
+
+    async def _finish_parked(self, timeout: float) -> None:
+        """Let the calls the dialog interrupted end (they do once it is closed); their results are moot."""
+        parked, self._parked = list(self._parked), set()
+        if parked:
+            await asyncio.wait(parked, timeout=timeout)
+            for future in parked:
+                if not future.done():
+                    future.cancel()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._parked.add(task)
+        task.add_done_callback(_settle_quietly(self._parked))
+
+    async def _unless_dialog(self, awaitable: Awaitable[T]) -> T:
+        """``awaitable``'s result, or DialogOpenError as soon as a dialog blocks the page."""
+        if self.dialog is not None:
+            raise DialogOpenError(f"The page is showing {self.describe_dialog()}; answer it with handle_dialog.")
+        task = asyncio.ensure_future(awaitable)
+        opened = asyncio.ensure_future(self._dialog_opened.wait())
+        try:
+            await asyncio.wait({task, opened}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            opened.cancel()
+        if task.done():
+            return task.result()
+        self._parked.add(task)
+        task.add_done_callback(_settle_quietly(self._parked))
+        raise DialogOpenError(f"The page opened {self.describe_dialog()}.")
 
     def blocked(self, url: str, reason: str) -> None:
         """The web policy stopped a request of this context: count it and tell the session."""
@@ -127,12 +285,14 @@ class SessionBrowser:
         page = self.page
         try:
             async with asyncio.timeout(timeout):
-                return await fn(page)
+                return await self._unless_dialog(fn(page))
         except (TimeoutError, PlaywrightTimeoutError):
             self._check_usable()
             raise BrowserTimeoutError(f"{what} did not finish within {timeout:g} s.") from None
         except PlaywrightError as exc:
             self._check_usable()  # closed or crashed says so plainly
+            if self.dialog is not None:
+                raise DialogOpenError(f"The page is showing {self.describe_dialog()}.") from None
             if "closed" in str(exc) or page.is_closed():
                 # The driver may report the closed target before the browser's disconnect event.
                 for _ in range(20):
@@ -169,7 +329,7 @@ class SessionBrowser:
         except BrowserTimeoutError:
             await self.stop_loading()
             raise NavigationError(f"{url} did not finish loading within {seconds:g} s.") from None
-        except BrowserCrashedError:
+        except (BrowserCrashedError, DialogOpenError):
             raise
         except BrowserError as exc:
             if "net::ERR_" in str(exc):
@@ -220,7 +380,29 @@ class SessionBrowser:
             return
         self._closed = True
         self._pool.forget(self)
+        self._clear_dialog()
+        background, self._background = list(self._background), set()
+        for task in background:
+            task.cancel()
         await self._prepared.aclose(self._pool.timeouts.close)
+        await self._finish_parked(self._pool.timeouts.close)
+        if background:
+            await asyncio.wait(background, timeout=self._pool.timeouts.close)
+
+
+def _settle_quietly(owner: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        owner.discard(future)
+        if not future.cancelled():
+            future.exception()  # seen: a call a dialog interrupted, or a dismiss on a closed page
+
+    return done
+
+
+def line_of(text: str, limit: int = 200) -> str:
+    """Site-chosen text made safe to show outside an untrusted block: one line, markers defused."""
+    flat = " ".join(text.split()).replace("<<<", "‹‹‹").replace(">>>", "›››")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def first_line(exc: BaseException) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import time
@@ -21,7 +22,10 @@ from sidekick.tools.base import UNTRUSTED_CLOSE, BrowserGetter, ToolContext
 from sidekick.tools.browser import build
 from tests.support.fakes.site import LocalSite
 
-NAMES = {"navigate", "back", "click", "type_text", "press_key", "scroll", "read_page", "list_links", "screenshot"}
+NAMES = {
+    "navigate", "back", "snapshot", "click", "type_text", "select_option", "set_checked", "hover", "press_key",
+    "scroll", "drag", "wait_for", "handle_dialog", "read_page", "list_links", "screenshot",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +234,8 @@ async def test_a_page_without_links_says_so(tools: dict[str, BaseTool], site: Lo
 async def test_click_a_link_by_its_text(tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/"))
     clicked = await use(tools, "click", target="About us")
-    assert clicked.startswith(f"Clicked 'About us'. Now on: About — {site.url('/about')}.")
+    about = re.escape(site.url("/about"))
+    assert re.match(rf'Clicked link "About us" \[ref=e\d+\]\. Now on: About — {about}\.\n', clicked)
     assert "4217" in clicked
     assert_one_untrusted_block(clicked)
     assert sb.page.url == site.url("/about")
@@ -246,7 +251,10 @@ async def test_click_by_css_selector(tools: dict[str, BaseTool], sb: SessionBrow
 async def test_a_click_that_goes_nowhere_says_the_page_stayed(tools: dict[str, BaseTool], site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/about"))
     clicked = await use(tools, "click", target="The secret number")
-    assert clicked == f"Clicked 'The secret number'. The page stayed at About — {site.url('/about')}."
+    assert clicked.startswith(
+        f'Clicked paragraph "The secret number is 4217.". The page stayed at About — {site.url("/about")}.\n'
+    )
+    assert_one_untrusted_block(clicked)
 
 
 async def test_click_on_nothing_is_a_tool_error(tools: dict[str, BaseTool], site: LocalSite, shots: list[Any]) -> None:
@@ -284,7 +292,10 @@ async def test_type_into_the_form_by_label_and_submit(
 ) -> None:
     await use(tools, "navigate", url=site.url("/form"))
     result = await use(tools, "type_text", target="Your name", text="Ada", submit=True)
-    assert result.startswith("Typed 3 characters into 'Your name' and pressed Enter. Now on: Thanks")
+    assert re.match(
+        r'Typed 3 characters into textbox "Your name" \[ref=e\d+\] and pressed Enter\. Now on: Thanks',
+        result,
+    )
     assert "Thanks, Ada!" in result
     assert_one_untrusted_block(result)
     assert sb.page.url == site.url("/submitted?name=Ada")
@@ -296,13 +307,15 @@ async def test_type_by_placeholder_name_or_css(
 ) -> None:
     site.route("/search", '<body><input id="query" name="q" placeholder="Search the site"></body>')
     await use(tools, "navigate", url=site.url("/search"))
-    assert await use(tools, "type_text", target=target, text="otters") == f"Typed 6 characters into {target!r}."
+    typed = await use(tools, "type_text", target=target, text="otters")
+    assert typed.startswith('Typed 6 characters into textbox "Search the site"') and "The page stayed at" in typed
+    assert 'textbox "Search the site" [active] [ref=e2]: otters' in typed  # the snapshot shows the value
     assert await sb.page.input_value("#query") == "otters"
 
 
 async def test_typing_into_a_missing_field_is_a_tool_error(tools: dict[str, BaseTool], site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/form"))
-    with pytest.raises(ToolError, match=r"No field on this page .* matches 'Email'"):
+    with pytest.raises(ToolError, match=r"Nothing on this page .* matches 'Email': no field"):
         await use(tools, "type_text", target="Email", text="a@b.c")
 
 
@@ -316,7 +329,7 @@ async def test_press_key_submits_the_focused_form(tools: dict[str, BaseTool], si
 async def test_press_key_that_changes_nothing_and_an_unknown_key(tools: dict[str, BaseTool], site: LocalSite) -> None:
     await use(tools, "navigate", url=site.url("/about"))
     stayed = await use(tools, "press_key", key="Escape")
-    assert stayed == f"Pressed 'Escape'. The page stayed at About — {site.url('/about')}."
+    assert stayed.startswith(f"Pressed 'Escape'. The page stayed at About — {site.url('/about')}.\n")
     with pytest.raises(ToolError, match="Unknown key"):
         await use(tools, "press_key", key="NoSuchKey")
 
@@ -462,4 +475,5 @@ async def test_page_text_cannot_close_the_untrusted_block(tools: dict[str, BaseT
     shot = await use(tools, "screenshot")
     assert UNTRUSTED_CLOSE not in shot and "\n" not in shot
     clicked = await use(tools, "click", target="button")  # a bare tag name works as a CSS selector
-    assert clicked.count(UNTRUSTED_CLOSE) == 0 and "The page stayed at ‹‹‹END" in clicked
+    assert_one_untrusted_block(clicked)
+    assert "The page stayed at ‹‹‹END" in clicked.split("\n")[0]
