@@ -23,6 +23,7 @@ from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import (
+    AnswerDelta,
     ApprovalNeeded,
     Blocked,
     Cancelled,
@@ -163,6 +164,7 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
         handle: RunHandle | None = core.start_run(session, args.message, args.criteria, thread)
         while handle is not None:
             current, handle = handle, None
+            approved: bool | None = None
             for event in current.iter_events(deadline=deadline):
                 if isinstance(event, Screenshot) and args.screenshots:
                     shots += 1
@@ -170,9 +172,10 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
                 show(event, sys.stdout, as_json=args.json)
                 if isinstance(event, ApprovalNeeded):
                     approved = decide(event, auto=args.yes)
-                    handle = core.answer_approval(session, thread, approved)
                 if isinstance(event, Finished):
                     outcome = event.outcome
+            if approved is not None:  # the paused run has ended: go on with the answer
+                handle = core.answer_approval(session, thread, approved)
     except TimeoutError:
         core.cancel_run(session)
         return fail("The run did not report its end in time and was stopped.", EXIT_FAILED)
@@ -204,6 +207,8 @@ def show(event: Event, out: TextIO, *, as_json: bool) -> None:
     if as_json:
         out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
         out.flush()
+        return
+    if isinstance(event, AnswerDelta):  # the whole answer is printed when it is final
         return
     line: str | None = None
     match event:

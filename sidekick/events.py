@@ -137,6 +137,15 @@ class ApprovalAnswered(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnswerDelta(Event):
+    """A piece of the worker's reply as the model streams it; the whole reply follows as
+    ``FinalAnswer`` or ``Question`` once the evaluator has judged it. Not kept in the run record."""
+
+    kind: str = _kind("answer_delta")
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class FinalAnswer(Event):
     kind: str = _kind("final_answer")
     text: str
@@ -182,6 +191,7 @@ _KINDS: dict[str, type[Event]] = {
         Verdict,
         ApprovalNeeded,
         ApprovalAnswered,
+        AnswerDelta,
         FinalAnswer,
         Question,
         ErrorEvent,

@@ -40,7 +40,8 @@ class Models:
             "http_async_client": self._client,
             "use_responses_api": False,
         }
-        self.worker = ChatOpenAI(model=settings.model, **common)  # type: ignore[arg-type]
+        # Streamed, so the answer appears as it is written; usage comes in the stream's last chunk.
+        self.worker = ChatOpenAI(model=settings.model, stream_usage=True, **common)  # type: ignore[arg-type]
         self.evaluator = ChatOpenAI(model=settings.evaluator, temperature=0, **common)  # type: ignore[arg-type]
         self.closed = False
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
-from sidekick.events import Event, Finished, Screenshot
+from sidekick.events import AnswerDelta, Event, Finished, Screenshot
 
 
 @dataclass
@@ -44,5 +44,6 @@ class RunContext:
     def emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):
             self.screen = event
-        self.record(event)
+        if not isinstance(event, AnswerDelta):  # the whole reply is recorded, not its pieces
+            self.record(event)
         self.put(event)

@@ -18,11 +18,24 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    InvalidToolCall,
+    SystemMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
+from langchain_core.messages import ToolCall as ToolCall_
+from langchain_core.messages.tool import invalid_tool_call, tool_call
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -36,7 +49,7 @@ from sidekick.agent.context import RunContext
 from sidekick.agent.state import State, TurnInput
 from sidekick.config import Settings
 from sidekick.errors import ModelError, SidekickError
-from sidekick.events import CriterionCheck, ToolCall, ToolResult, Verdict
+from sidekick.events import AnswerDelta, CriterionCheck, Event, ToolCall, ToolResult, Verdict
 from sidekick.models import Models
 from sidekick.transcript import text_of
 
@@ -126,7 +139,7 @@ def build_graph(
         # The state keeps every message whole (the run record); only what is sent is shaped to fit.
         room = settings.context_tokens - schema_tokens - trimming.tokens([*head, *tail])
         messages = [*head, *trimming.fit(state["messages"], room), *tail]
-        response = await read_model(worker_llm.ainvoke(messages), settings)
+        response = await read_model(stream_reply(worker_llm, messages, runtime.context.emit), settings)
         runtime.context.stats.add(response)
         update: dict[str, Any] = {"messages": [response]}
         if is_question(response):
@@ -242,6 +255,44 @@ def build_graph(
     graph.add_edge("tools", "worker")
     graph.add_conditional_edges("evaluator", after_evaluator, ["worker", END])
     return graph.compile(checkpointer=checkpointer, name="sidekick")
+
+
+async def stream_reply(
+    llm: Runnable[Sequence[BaseMessage], BaseMessage], messages: Sequence[BaseMessage], emit: Callable[[Event], None]
+) -> AIMessage:
+    """The model's reply, streamed: each piece of text is an ``AnswerDelta`` as it arrives (tool-call
+    arguments are not shown); the pieces add up to the same message ``ainvoke`` would return."""
+    whole: AIMessageChunk | None = None
+    async for piece in llm.astream(messages):
+        if not isinstance(piece, AIMessageChunk):
+            continue
+        whole = piece if whole is None else whole + piece
+        if piece.text and not whole.tool_call_chunks:
+            emit(AnswerDelta(text=piece.text))
+    if whole is None:
+        raise ValueError("the model's stream ended without a reply")
+    return _strict_tool_calls(whole)
+
+
+def _strict_tool_calls(whole: AIMessageChunk) -> AIMessage:
+    """The streamed reply as a message, its tool calls' arguments read strictly: the chunks' own
+    lenient parsing would turn cut-off JSON into a call with half its arguments."""
+    calls: list[ToolCall_] = []
+    invalid: list[InvalidToolCall] = []
+    for chunk in whole.tool_call_chunks:
+        name, raw, call_id = chunk.get("name") or "", chunk.get("args") or "", chunk.get("id")
+        try:
+            args = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            invalid.append(invalid_tool_call(name=name, args=raw, id=call_id, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        if not isinstance(args, dict):
+            invalid.append(invalid_tool_call(name=name, args=raw, id=call_id, error="the arguments are not an object"))
+            continue
+        calls.append(tool_call(name=name, args=args, id=call_id))
+    reply = message_chunk_to_message(whole)
+    assert isinstance(reply, AIMessage)
+    return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid})
 
 
 async def read_model(call: Awaitable[T], settings: Settings) -> T:

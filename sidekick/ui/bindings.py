@@ -81,6 +81,33 @@ def session_id() -> str:
     return _handle().id
 
 
+# -- sign-in ---------------------------------------------------------------------------------------
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def auth_configured() -> bool:
+    """``[auth]`` in the secrets: the dashboard requires sign-in with Streamlit's ``st.login``."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no or unreadable secrets: load_settings has said so already
+        return False
+
+
+def signed_in() -> bool:
+    return bool(st.user.is_logged_in)
+
+
+def user_label() -> str:
+    """Who is signed in, as the sidebar shows it."""
+    return str(st.user.get("name") or st.user.get("email") or st.user.get("sub") or "you")
+
+
+def exposed_without_sign_in() -> bool:
+    """The server listens beyond this machine and nobody has to sign in."""
+    address = str(st.get_option("server.address") or "")
+    return not auth_configured() and address not in LOOPBACK
+
+
 
 
 def tab_state(core: Sidekick) -> TabState:

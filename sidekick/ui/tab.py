@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sidekick.events import ApprovalNeeded, Event, Finished, RunStarted, Screenshot
+from sidekick.events import AnswerDelta, ApprovalNeeded, Event, Finished, RunStarted, Screenshot
 from sidekick.runs import RunHandle
 
 
@@ -47,6 +47,8 @@ class TabState:
         turn.events.extend(new)
         if any(isinstance(e, Finished) for e in new):
             self.run = None
+            # The streamed pieces were for watching; the answer itself is in the turn now.
+            turn.events = [e for e in turn.events if not isinstance(e, AnswerDelta)]
         return new
 
     def start_turn(self, turn: Turn, run: RunHandle) -> None:

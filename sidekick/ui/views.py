@@ -21,6 +21,7 @@ import streamlit as st
 from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.events import (
+    AnswerDelta,
     ApprovalAnswered,
     Blocked,
     Cancelled,
@@ -69,6 +70,15 @@ def friendly(action: Callable[[], T], doing: str) -> T | None:
 
 def render() -> None:
     st.set_page_config(page_title="Sidekick", page_icon="🧭", layout="wide")
+    if bindings.auth_configured() and not bindings.signed_in():
+        sign_in_page()
+        st.stop()
+    if bindings.exposed_without_sign_in():
+        st.warning(
+            "This dashboard listens beyond this machine and nobody has to sign in: anyone who can reach it "
+            "can use its browser and read every conversation. Configure `[auth]` (see the README).",
+            icon="🔓",
+        )
     started = friendly(bindings.sidekick, "starting Sidekick")
     if started is None:
         st.stop()
@@ -94,6 +104,7 @@ def render() -> None:
         st.markdown("### 🧭 Sidekick")
         history = st.container()
         live = st.empty()
+        draft_slot = st.empty()  # the answer as the model writes it
         stop_slot = st.empty()
         prompt, criteria = chat_inputs(core, state)
 
@@ -122,19 +133,39 @@ def render() -> None:
                 render_turn(turn, live=live_now, download=download)
                 approval_buttons(core, sid, state)
 
+    def redraw_draft() -> None:
+        turn = state.current()
+        text = draft_of(turn.events) if turn is not None and state.run is not None else ""
+        if text:
+            with draft_slot.container(), st.chat_message("assistant", avatar="🧭"):
+                st.markdown(text + " ▌")
+        else:
+            draft_slot.empty()
+
     state.absorb()
     redraw_shot()  # first: it is what a person watches, and the turn's redraw grows with its steps
     redraw_turn()
     with panel:  # filled after this run's actions, so it counts what they opened or freed
         resources_panel(core)
+    redraw_draft()
     if state.run is not None:
-        follow_run(state, redraw_shot, redraw_turn)
+        follow_run(state, redraw_shot, redraw_turn, redraw_draft)
 
 
 # -- sidebar ---------------------------------------------------------------------------------------
+def sign_in_page() -> None:
+    st.title("🧭 Sidekick")
+    st.markdown("Sign in to use Sidekick and see your conversations.")
+    st.button("Sign in", icon="🔑", type="primary", on_click=st.login)
+
+
 def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
     st.title("🧭 Sidekick")
     st.caption("Your co-worker with a real browser.")
+    if bindings.auth_configured():
+        who, out = st.columns([3, 2], vertical_alignment="center")
+        who.caption(f"Signed in as **{bindings.user_label()}**")
+        out.button("Sign out", key="sign-out", on_click=st.logout, width="stretch")
     left, right = st.columns(2)
     if left.button("New chat", icon="✏️", width="stretch", help="Start a new conversation."):
         state = bindings.switch_conversation(core, None)
@@ -235,7 +266,12 @@ def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria:
         state.start_turn(Turn(user=prompt, criteria=criteria), handle)
 
 
-def follow_run(state: TabState, redraw_shot: Callable[[], None], redraw_turn: Callable[[], None]) -> None:
+def follow_run(
+    state: TabState,
+    redraw_shot: Callable[[], None],
+    redraw_turn: Callable[[], None],
+    redraw_draft: Callable[[], None],
+) -> None:
     """Wait for the run's events and redraw what they change, as they come. A click interrupts this
     (Streamlit raises a BaseException at the next st.* call); the rerun resumes from the events kept
     in session_state."""
@@ -243,8 +279,10 @@ def follow_run(state: TabState, redraw_shot: Callable[[], None], redraw_turn: Ca
         new = state.absorb(timeout=POLL_SECONDS)
         if any(isinstance(e, Screenshot) for e in new):
             redraw_shot()
-        if any(not isinstance(e, Screenshot) for e in new):
+        if any(not isinstance(e, Screenshot | AnswerDelta) for e in new):
             redraw_turn()
+        if any(not isinstance(e, Screenshot) for e in new):
+            redraw_draft()
     st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
 
@@ -305,6 +343,17 @@ def steps(events: list[Event], *, live: bool) -> None:
                 st.caption(first_line(result.output))
         for b in blocked:
             st.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
+
+
+def draft_of(events: list[Event]) -> str:
+    """The reply being streamed now: the pieces since the last step, review or answer."""
+    pieces: list[str] = []
+    for event in events:
+        if isinstance(event, AnswerDelta):
+            pieces.append(event.text)
+        elif not isinstance(event, Screenshot | Blocked):
+            pieces = []
+    return "".join(pieces)
 
 
 def outcome(events: list[Event]) -> None:

@@ -281,3 +281,20 @@ async def test_a_restarted_server_shows_the_recorded_turn(
             await page.close()
     finally:
         await asyncio.to_thread(second.close)
+
+
+async def test_the_answer_streams_in_before_the_run_ends(page: Page, llm: FakeOpenAI) -> None:
+    """The worker's reply shows as the model streams it; the evaluator (slow here) judges it after."""
+    llm.worker(Reply.text("Streaming words arrive one by one."))
+    llm.evaluator(Reply.slow(5, verdict(True)))
+    await send(page, "Say something.")
+    draft = page.get_by_text("Streaming words arrive one by one. ▌")
+    await expect(draft).to_be_visible(timeout=RUN_TIMEOUT)
+    await expect(stop_button(page)).to_be_visible()  # still running: the review is under way
+    assert llm.requests[-1].get("stream") is True or any(r.get("stream") for r in llm.requests)
+    await expect(page.get_by_text("Streaming words arrive one by one.", exact=True)).to_be_visible(
+        timeout=RUN_TIMEOUT
+    )
+    await expect(draft).to_have_count(0)
+    await expect(page.get_by_text("Review 1: passed")).to_be_visible()
+    await no_traceback(page)

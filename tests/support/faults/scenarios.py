@@ -182,7 +182,8 @@ async def huge_page(env: Env) -> Outcome:
         expect(len(sent) == 4, f"the model got {len(sent)} of the 4 tool results")
         longest = max(len(s) for s in sent)
         expect(longest < MESSAGE_LIMIT_CHARS, f"a tool result sent to the model was {longest:,} characters")
-        expect("truncated" in sent[1], "read_page did not say it truncated the page")
+        # Older results reach the model summarised (bounded prompts); the newest read is whole.
+        expect("truncated" in sent[-1], "read_page did not say it truncated the page")
         expect(growth[0] < RSS_LIMIT_MB, f"Python's RSS grew by {growth[0]:.0f} MB with the first load")
         expect(growth[1] < RSS_AGAIN_MB, f"Python's RSS grew by {growth[1]:.0f} MB more with two more reads")
         done = await recover(env, rig, browse=True)
