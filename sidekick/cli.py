@@ -199,7 +199,11 @@ def decide(event: ApprovalNeeded, *, auto: bool) -> bool:
     if not sys.stdin.isatty():
         print("Denied (no terminal to ask; use --yes to approve).", file=sys.stderr)
         return False
-    reply = input(f"Allow {event.name}({json.dumps(event.args)[:200]})? [y/N] ")
+    try:
+        reply = input(f"Allow {event.name}({json.dumps(event.args)[:200]})? [y/N] ")
+    except EOFError:  # input ended (Ctrl-D): nobody said yes
+        print("\nDenied.", file=sys.stderr)
+        return False
     return reply.strip().lower() in ("y", "yes")
 
 

@@ -10,7 +10,6 @@ tool calls left without a result get one saying so, so the thread stays valid fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
@@ -58,6 +57,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 20_000
 MAX_CRITERIA_CHARS = 2_000
 Graph = CompiledStateGraph[State, RunContext, TurnInput, State]
+REPAIR_SECONDS = 5.0
+# A cancelled run repairs its thread, then writes its record: wait for both, each bounded.
+CANCEL_SECONDS = 2 * REPAIR_SECONDS + 10.0
 INTERRUPTED = "Not run: the turn ended (stopped, failed or timed out) before this tool call finished."
 
 
@@ -117,12 +119,20 @@ class Recorder:
     async def __aexit__(self, *exc: object) -> None:
         self._queue.put_nowait(None)
         writer = self._writer
-        if writer is not None:
-            # Shielded: a Stop that lands now must not lose the run's last events.
-            done, _ = await asyncio.shield(asyncio.wait([writer], timeout=self._flush_seconds))
+        if writer is None:
+            return
+        try:
+            done, _ = await asyncio.wait([writer], timeout=self._flush_seconds)
+        except asyncio.CancelledError:
+            # A Stop or a close landed now: the run's last events are still written (bounded) before
+            # the cancellation goes on, so whoever closes the store next finds the writer done.
+            done, _ = await asyncio.wait([writer], timeout=self._flush_seconds)
             if not done:
                 writer.cancel()
-                log.warning("The record of run %s was not written within %g s", self._run_id, self._flush_seconds)
+            raise
+        if not done:
+            writer.cancel()
+            log.warning("The record of run %s was not written within %g s", self._run_id, self._flush_seconds)
 
     async def _write(self) -> None:
         finished = False
@@ -269,7 +279,7 @@ class Runner:
         )
         return handle
 
-    async def cancel(self, timeout: float = 5.0) -> bool:
+    async def cancel(self, timeout: float = CANCEL_SECONDS) -> bool:
         """Stop the running turn; returns whether there was one. Waits for it to wind down."""
         task = self._task
         if task is None or task.done():
@@ -369,10 +379,17 @@ class Runner:
                                 "try again.", category="internal"))
         finally:
             if outcome in ("cancelled", "error") and self._graph is not None:
-                # Shielded and bounded: a cancelled run still leaves a valid thread behind.
-                with contextlib.suppress(BaseException):
-                    async with asyncio.timeout(5):
-                        await asyncio.shield(self._repair(self._graph, config, resuming=False))
+                # Shielded and bounded: a cancelled run still leaves a valid thread behind. A second
+                # Stop while it repairs waits for the repair too (bounded), so the run ends with it.
+                repair = asyncio.ensure_future(self._repair(self._graph, config, resuming=False))
+                try:
+                    await asyncio.wait([repair], timeout=REPAIR_SECONDS)
+                except asyncio.CancelledError:
+                    await asyncio.wait([repair], timeout=REPAIR_SECONDS)
+                if not repair.done():
+                    repair.cancel()
+                elif not repair.cancelled() and repair.exception() is not None:
+                    log.warning("Could not repair thread %s: %r", handle.thread_id, repair.exception())
             if run.screen is not None:
                 self._screen = (handle.thread_id, run.screen)
             # Recorded now, delivered once the record is written (_recorded): whoever sees Finished

@@ -81,7 +81,6 @@ def drain_fifo(path: Path) -> None:
 # traceback: the CLI prints it on stderr (seen at random in tests/test_cli_exits.py), and the run's
 # last events are lost. Deterministic here: the screenshot file the writer must write is a FIFO
 # nobody reads yet, so the writer is really blocked on I/O while the run finishes.
-@pytest.mark.xfail(strict=True, reason="Runner.aclose() returns while the run's record writer still runs")
 async def test_closing_the_runner_waits_for_the_record_writer(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:
     llm.worker(Reply.tool_call("navigate", {"url": site.url("/about")}), Reply.text("Done."))
     llm.evaluator(verdict(True))
