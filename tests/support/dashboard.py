@@ -79,6 +79,8 @@ class DashboardServer:
 
     ``env`` overrides the inherited environment; a ``None`` value removes the variable. The server's
     output goes to ``workdir/server.log`` (a file, so a chatty server can never block on a full pipe).
+    ``port`` fixes the port instead (for secrets that must name it before the start, such as
+    ``[auth]``'s redirect URI); it is tried once, as nobody else can choose it for us.
     """
 
     def __init__(
@@ -89,13 +91,15 @@ class DashboardServer:
         args: Sequence[str] = (),
         app: str = "streamlit_app.py",
         startup_timeout: float = 60.0,
+        port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.env = dict(env or {})
         self.args = list(args)
         self.app = app
         self.startup_timeout = startup_timeout
-        self.port: int | None = None
+        self.fixed_port = port
+        self.port: int | None = port
         self.killed = False  # stop() had to SIGKILL the server
         self.leftovers: list[int] = []  # descendants that outlived the server and were killed by close()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -150,8 +154,10 @@ class DashboardServer:
                 env.pop(key, None)
             else:
                 env[key] = value
+        if self.fixed_port is not None:
+            attempts = 1
         for attempt in range(1, attempts + 1):
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             self._log = open(self.log_path, "ab")  # closed by close()
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", self.app,
@@ -167,6 +173,8 @@ class DashboardServer:
                 # Another process took the free port between our probe and the server's bind.
                 self.close()
                 self._proc, self.killed = None, False
+                if self.fixed_port is not None:
+                    raise RuntimeError(f"Port {self.fixed_port} is taken.\n{self.output()}") from None
                 if attempt == attempts:
                     raise RuntimeError(f"No free port after {attempts} attempts.\n{self.output()}") from None
             except BaseException:
@@ -235,16 +243,19 @@ class _PortTaken(Exception):
     pass
 
 
-def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
+def sidekick_server(
+    workdir: Path, *, secrets: str = "", port: int | None = None, **env: str | None
+) -> DashboardServer:
     """The dashboard as the e2e tests want it: fast session release, a private data folder, no model,
     local pages allowed.
 
-    An empty secrets file stands in for `.streamlit/secrets.toml`, so a developer's real API key
-    never reaches these tests (Streamlit copies root-level secrets into the environment).
+    A secrets file of ours (empty unless ``secrets`` gives its TOML) stands in for
+    `.streamlit/secrets.toml`, so a developer's real API key never reaches these tests (Streamlit
+    copies root-level secrets into the environment). ``port``: see :class:`DashboardServer`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    secrets = workdir / "secrets.toml"
-    secrets.write_text("")
+    secrets_file = workdir / "secrets.toml"
+    secrets_file.write_text(secrets)
     overrides: dict[str, str | None] = {
         "SIDEKICK_SESSION_GRACE_SECONDS": "1",
         "SIDEKICK_DATA_DIR": str(workdir / "data"),
@@ -253,7 +264,7 @@ def sidekick_server(workdir: Path, **env: str | None) -> DashboardServer:
         "SIDEKICK_ALLOW_PRIVATE_NETWORK": "1",
         **env,
     }
-    return DashboardServer(workdir, env=overrides, args=["--secrets.files", str(secrets)])
+    return DashboardServer(workdir, env=overrides, args=["--secrets.files", str(secrets_file)], port=port)
 
 
 
@@ -275,6 +286,11 @@ async def stable_process_count(server: DashboardServer, settle: float = 2.0, tim
 async def wait_idle(page: Page, timeout: float = 60.0) -> None:
     """Connected, and no script run in progress."""
     await page.wait_for_selector(IDLE, state="attached", timeout=timeout * 1000)
+
+
+async def first_run(page: Page, timeout: float = 60.0) -> None:
+    """After a navigation to the dashboard (a redirect back to it, a reload): its first run finished."""
+    await page.wait_for_function(_FINISHED_SINCE, arg=0, timeout=timeout * 1000)
 
 
 async def rerun(page: Page, action: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> None:
