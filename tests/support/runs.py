@@ -1,5 +1,5 @@
 """A session and its runner on real parts, for tests and benchmarks alike: real HTTP to the fake
-model, real Chromium through a shared pool, a real SQLite file.
+model, real Chromium through a shared pool, a real SQLite file (or a store the caller opened).
 
 :func:`open_rig` acquires everything under one ``AsyncExitStack``, so whatever a test does, its
 store, models and session are closed when the ``async with`` ends, failure or not.
@@ -20,7 +20,7 @@ from sidekick.events import Event, Finished
 from sidekick.models import Models
 from sidekick.runs import RunHandle, Runner
 from sidekick.sessions import Session, SessionDeps, SessionRegistry
-from sidekick.store import Store
+from sidekick.store import BaseStore, Store
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 
 MakeRegistry = Callable[..., SessionRegistry]
@@ -56,7 +56,7 @@ def agent_settings(data_dir: Path, llm: FakeOpenAI, **overrides: Any) -> Setting
 @dataclasses.dataclass
 class Rig:
     settings: Settings
-    store: Store
+    store: BaseStore
     models: Models
     session: Session
 
@@ -69,11 +69,16 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def open_rig(settings: Settings, pool: BrowserPool, name: str = "s1") -> AsyncIterator[Rig]:
-    """A store, models and a session (with its runner) on ``pool``, closed in reverse on exit."""
+async def open_rig(
+    settings: Settings, pool: BrowserPool, name: str = "s1", *, store: BaseStore | None = None
+) -> AsyncIterator[Rig]:
+    """A store, models and a session (with its runner) on ``pool``, closed in reverse on exit.
+    ``store``: an open store to run on instead of a SQLite file in the data folder (its opener
+    closes it)."""
     async with contextlib.AsyncExitStack() as stack:
-        store = await Store(settings.data_dir / "sidekick.sqlite").open()
-        stack.push_async_callback(store.aclose)
+        if store is None:
+            store = await Store(settings.data_dir / "sidekick.sqlite").open()
+            stack.push_async_callback(store.aclose)
         models = Models(settings)
         stack.push_async_callback(models.aclose)
         session = Session(name, SessionDeps(settings=settings, pool=pool, store=store, models=models))

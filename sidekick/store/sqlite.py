@@ -1,7 +1,7 @@
-"""Conversations on disk: LangGraph's SQLite checkpointer, an index of titles and times, and the
-run record.
+"""The embedded store: one SQLite file holding LangGraph's checkpoints, an index of titles and times,
+the run record and run leases. The default when ``SIDEKICK_DATABASE_URL`` is unset.
 
-:class:`Store` opens one SQLite file (``SIDEKICK_DATA_DIR/sidekick.sqlite``) on the loop thread. The
+:class:`SqliteStore` opens ``SIDEKICK_DATA_DIR/sidekick.sqlite`` on the loop thread. The
 checkpointer keeps every thread's messages; the ``conversations`` table lists them for the sidebar;
 ``run_events`` is the run record: every event of every run, in order, with its time. Step
 screenshots are PNG files under ``SIDEKICK_DATA_DIR/records/THREAD/`` that the record names (never
@@ -18,73 +18,47 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from sidekick.errors import StoreError
-from sidekick.events import ErrorEvent, Event, Finished, RunStarted, Screenshot, from_json
-from sidekick.transcript import Transcript, transcript
+from sidekick.events import Event, Screenshot
+from sidekick.store.base import CLOSED, BaseStore, Conversation, RecordedRun, assemble, title_of
 
-TITLE_CHARS = 60
-INTERRUPTED = "This turn was interrupted: Sidekick stopped before it finished. Its finished steps are kept."
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
-
-@dataclass(frozen=True)
-class Conversation:
-    thread_id: str
-    title: str
-    created: float
-    updated: float
-
-
-@dataclass
-class RecordedRun:
-    """One run as the record kept it: its events in order, each with the time it happened."""
-
-    run_id: str
-    events: list[Event] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-
-    @property
-    def started(self) -> RunStarted | None:
-        first = self.events[0] if self.events else None
-        return first if isinstance(first, RunStarted) else None
-
-    @property
-    def opens_turn(self) -> bool:
-        """A user's message starts it (a run resumed after an approval continues the turn before)."""
-        started = self.started
-        return started is not None and bool(started.message)
+# Idempotent (IF NOT EXISTS): each start brings an older file up to date.
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS conversations (thread_id TEXT PRIMARY KEY, title TEXT NOT NULL, "
+    "created REAL NOT NULL, updated REAL NOT NULL, owner TEXT NOT NULL DEFAULT '')",
+    "CREATE TABLE IF NOT EXISTS run_events ("
+    "thread_id TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, "
+    "kind TEXT NOT NULL, data TEXT NOT NULL, file TEXT, PRIMARY KEY (thread_id, run_id, seq))",
+    "CREATE INDEX IF NOT EXISTS run_events_by_time ON run_events (thread_id, at)",
+    "CREATE TABLE IF NOT EXISTS leases (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS leases_by_owner ON leases (owner)",
+)
 
 
-def turn_of(runs: list[RecordedRun], run_id: str) -> list[RecordedRun]:
-    """The run ``run_id`` and the runs that continue its turn (resumed after an approval)."""
-    for i, run in enumerate(runs):
-        if run.run_id == run_id:
-            end = i + 1
-            while end < len(runs) and not runs[end].opens_turn:
-                end += 1
-            return runs[i:end]
-    return []
-
-
-class Store:
+class SqliteStore(BaseStore):
     """The process's SQLite file. States: new → open → closed. ``aclose`` is idempotent."""
+
+    checkpointer: AsyncSqliteSaver | None
 
     def __init__(self, path: Path, *, screenshot_budget: int = 300) -> None:
         self.path = path
         self.records = path.parent / "records"
         self.screenshot_budget = screenshot_budget
         self._stack = contextlib.AsyncExitStack()
-        self.checkpointer: AsyncSqliteSaver | None = None
+        self.checkpointer = None
         self.closed = False
 
-    async def open(self) -> Store:
+    async def open(self) -> SqliteStore:
+        if self.closed:
+            raise StoreError(CLOSED)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as stack:
             saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(self.path)))
@@ -93,16 +67,12 @@ class Store:
                 # WAL (set by the saver) with NORMAL sync survives an application crash; only a power
                 # loss can drop the last commits, and no fsync stalls the lock every session shares.
                 await saver.conn.execute("PRAGMA synchronous=NORMAL")
-                await saver.conn.execute(
-                    "CREATE TABLE IF NOT EXISTS conversations ("
-                    "thread_id TEXT PRIMARY KEY, title TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)"
-                )
-                await saver.conn.execute(
-                    "CREATE TABLE IF NOT EXISTS run_events ("
-                    "thread_id TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, "
-                    "kind TEXT NOT NULL, data TEXT NOT NULL, file TEXT, PRIMARY KEY (thread_id, run_id, seq))"
-                )
-                await saver.conn.execute("CREATE INDEX IF NOT EXISTS run_events_by_time ON run_events (thread_id, at)")
+                for statement in _TABLES:
+                    await saver.conn.execute(statement)
+                cursor = await saver.conn.execute("SELECT name FROM pragma_table_info('conversations')")
+                if "owner" not in {str(row[0]) for row in await cursor.fetchall()}:
+                    # A file from before conversations had owners: its conversations get "".
+                    await saver.conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
                 await saver.conn.commit()
             self.checkpointer = saver
             self._stack = stack.pop_all()
@@ -110,30 +80,40 @@ class Store:
 
     def _saver(self) -> AsyncSqliteSaver:
         if self.checkpointer is None or self.closed:
-            raise StoreError("The conversation store is closed; restart Sidekick to continue.")
+            raise StoreError(CLOSED)
         return self.checkpointer
 
-    async def touch(self, thread_id: str, first_message: str) -> None:
-        """Record activity on a thread; its title comes from its first message."""
+    async def touch(self, thread_id: str, first_message: str, *, owner: str = "") -> None:
         saver = self._saver()
-        title = " ".join(first_message.split())[:TITLE_CHARS] or "Untitled"
         now = time.time()
         async with saver.lock:
             await saver.conn.execute(
-                "INSERT INTO conversations (thread_id, title, created, updated) VALUES (?, ?, ?, ?) "
+                "INSERT INTO conversations (thread_id, title, created, updated, owner) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(thread_id) DO UPDATE SET updated = excluded.updated",
-                (thread_id, title, now, now),
+                (thread_id, title_of(first_message), now, now, owner),
             )
             await saver.conn.commit()
 
-    async def list(self, limit: int = 50) -> list[Conversation]:
+    async def list(self, limit: int = 50, *, owners: Sequence[str] | None = None) -> builtins.list[Conversation]:
         saver = self._saver()
+        where, params = "", builtins.list[object]([limit])
+        if owners is not None:
+            where = f"WHERE owner IN ({', '.join('?' * len(owners))}) " if owners else "WHERE 0 "
+            params = [*owners, limit]
         async with saver.lock:
             cursor = await saver.conn.execute(
-                "SELECT thread_id, title, created, updated FROM conversations ORDER BY updated DESC LIMIT ?", (limit,)
+                f"SELECT thread_id, title, created, updated FROM conversations {where}ORDER BY updated DESC LIMIT ?",
+                params,
             )
             rows = await cursor.fetchall()
         return [Conversation(str(r[0]), str(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    async def owner_of(self, thread_id: str) -> str | None:
+        saver = self._saver()
+        async with saver.lock:
+            cursor = await saver.conn.execute("SELECT owner FROM conversations WHERE thread_id = ?", (thread_id,))
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
 
     async def exists(self, thread_id: str) -> bool:
         saver = self._saver()
@@ -141,43 +121,28 @@ class Store:
             cursor = await saver.conn.execute("SELECT 1 FROM conversations WHERE thread_id = ?", (thread_id,))
             return await cursor.fetchone() is not None
 
-    async def history(self, thread_id: str) -> Transcript:
-        """The conversation's text as (role, text), read from its latest checkpoint: no session,
-        runner or model needed."""
-        found = await self._saver().aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-        if found is None:
-            return []
-        return transcript(found.checkpoint.get("channel_values", {}).get("messages", []))
-
     async def delete(self, thread_id: str) -> None:
-        """The conversation, its record and its screenshots."""
         saver = self._saver()
         await saver.adelete_thread(thread_id)
         async with saver.lock:
-            await saver.conn.execute("DELETE FROM conversations WHERE thread_id = ?", (thread_id,))
-            await saver.conn.execute("DELETE FROM run_events WHERE thread_id = ?", (thread_id,))
+            for table in ("conversations", "run_events", "leases"):
+                await saver.conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
             await saver.conn.commit()
         await asyncio.to_thread(shutil.rmtree, self._folder(thread_id), True)
 
-    async def prune(self, keep_days: float, now: float | None = None) -> builtins.list[str]:
-        """Delete conversations not updated for ``keep_days``; returns their ids."""
-        cutoff = (time.time() if now is None else now) - keep_days * 86_400
+    async def _idle_since(self, cutoff: float) -> builtins.list[str]:
         saver = self._saver()
         async with saver.lock:
             cursor = await saver.conn.execute("SELECT thread_id FROM conversations WHERE updated < ?", (cutoff,))
-            old = [str(row[0]) for row in await cursor.fetchall()]
-        for thread_id in old:
-            await self.delete(thread_id)
-        return old
+            return [str(row[0]) for row in await cursor.fetchall()]
 
     # -- the run record --------------------------------------------------------------------------
     def _folder(self, thread_id: str) -> Path:
         return self.records / (_SAFE.sub("_", thread_id)[:64] or "thread")
 
     async def append(self, thread_id: str, run_id: str, events: Iterable[tuple[int, float, Event]]) -> None:
-        """Add events of a run to the record (screenshots as files), in one transaction."""
         saver = self._saver()
-        rows: list[tuple[Any, ...]] = []
+        rows: builtins.list[tuple[Any, ...]] = []
         shots = 0
         for seq, at, event in events:
             data = event.to_json()
@@ -216,9 +181,6 @@ class Store:
         await asyncio.to_thread(_remove_files, self._folder(thread_id), stale)
 
     async def record(self, thread_id: str, *, images: bool = True) -> builtins.list[RecordedRun]:
-        """Every run of the thread as recorded, oldest first. A run that never finished (the server
-        stopped) ends with an error saying so. Screenshots whose file is gone keep their place, with
-        no image; ``images=False`` reads none."""
         saver = self._saver()
         async with saver.lock:
             cursor = await saver.conn.execute(
@@ -226,29 +188,66 @@ class Store:
                 (thread_id,),
             )
             rows = await cursor.fetchall()
-        runs: dict[str, RecordedRun] = {}
         folder = self._folder(thread_id)
+        read: builtins.list[tuple[str, float, str, bytes]] = []
         for run_id, at, data, file in rows:
-            png = b""
-            if file and images:
-                png = await asyncio.to_thread(_read_file, folder / str(file))
-            run = runs.setdefault(str(run_id), RecordedRun(str(run_id)))
-            run.events.append(from_json(json.loads(data), png))
-            run.times.append(float(at))
-        for run in runs.values():
-            if not isinstance(run.events[-1], Finished):
-                at = run.times[-1]
-                run.events += [
-                    ErrorEvent(message=INTERRUPTED, category="internal"),
-                    Finished(outcome="error", seconds=at - run.times[0], model_calls=0, tokens=0),
-                ]
-                run.times += [at, at]
-        return list(runs.values())
+            png = await asyncio.to_thread(_read_file, folder / str(file)) if file and images else b""
+            read.append((str(run_id), float(at), str(data), png))
+        return assemble(read)
+
+    # -- leases: the file is one machine's, but two processes (the dashboard and the CLI) share it --
+    async def acquire_lease(self, thread_id: str, owner: str, ttl_seconds: float) -> bool:
+        saver = self._saver()
+        now = time.time()
+        async with saver.lock:
+            cursor = await saver.conn.execute(
+                "INSERT INTO leases (thread_id, owner, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT(thread_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires "
+                "WHERE leases.expires < ? OR leases.owner = excluded.owner",
+                (thread_id, owner, now + ttl_seconds, now),
+            )
+            held = cursor.rowcount == 1
+            await saver.conn.commit()
+        return held
+
+    async def renew_lease(self, thread_id: str, owner: str, ttl_seconds: float) -> bool:
+        saver = self._saver()
+        async with saver.lock:
+            cursor = await saver.conn.execute(
+                "UPDATE leases SET expires = ? WHERE thread_id = ? AND owner = ?",
+                (time.time() + ttl_seconds, thread_id, owner),
+            )
+            held = cursor.rowcount == 1
+            await saver.conn.commit()
+        return held
+
+    async def release_lease(self, thread_id: str, owner: str) -> None:
+        saver = self._saver()
+        async with saver.lock:
+            await saver.conn.execute("DELETE FROM leases WHERE thread_id = ? AND owner = ?", (thread_id, owner))
+            await saver.conn.commit()
+
+    async def release_all(self, owner: str) -> None:
+        saver = self._saver()
+        async with saver.lock:
+            await saver.conn.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+            await saver.conn.commit()
+
+    async def lease_seconds_left(self, thread_id: str) -> float:
+        saver = self._saver()
+        async with saver.lock:
+            cursor = await saver.conn.execute("SELECT expires FROM leases WHERE thread_id = ?", (thread_id,))
+            row = await cursor.fetchone()
+        return max(0.0, float(row[0]) - time.time()) if row else 0.0
 
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
             await self._stack.aclose()
+
+
+Store = SqliteStore
+"""The name callers have always used for the SQLite store."""
 
 
 def _write_file(path: Path, data: bytes) -> None:
