@@ -302,6 +302,14 @@ class SessionBrowser:
             raise BrowserError(f"{what} failed: {first_line(exc)}") from None
 
     async def goto(self, url: str, timeout: float | None = None) -> Screenshot:
+        try:
+            return await self._goto(url, timeout)
+        finally:
+            # The page is open and shown (or failed): now the pool may warm its next spare without
+            # slowing this load down (see BrowserPool.new_session_browser).
+            self._pool.schedule_spare()
+
+    async def _goto(self, url: str, timeout: float | None) -> Screenshot:
         seconds = timeout or self._pool.timeouts.navigation
         if self._pool.guard is not None:
             verdict = await self._pool.guard.check(url)
