@@ -42,6 +42,7 @@ class Node:
     parent: str | None
     depth: int
     children_text: list[str] = field(default_factory=list)  # every descendant's text, in order
+    options: list[str] = field(default_factory=list)  # a select's option labels (option lines carry no ref)
 
     def describe(self, limit: int = 80) -> str:
         """``button "Next" [ref=e15]``: how an action names what it acted on."""
@@ -93,6 +94,8 @@ class Snapshot:
             attrs = dict((m.group(1).strip(), m.group(2)) for m in _ATTR.finditer(match.group("attrs") or ""))
             ref = attrs.pop("ref", None)
             if ref is None:
+                if match.group("role") == "option" and parent is not None:
+                    parent.options.append(_unescape(match.group("name") or value))
                 if value:
                     _add_text(parent, stack, value, own=False)
                 stack.append((indent, None))

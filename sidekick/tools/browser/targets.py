@@ -78,6 +78,7 @@ _DESCRIBE_JS = """el => {
 class Found:
     locator: Locator
     label: str  # how a result names it: 'button "Next" [ref=e15]'
+    node: Node | None = None  # its snapshot line, when it was found in the snapshot
 
 
 def describe_node(node: Node) -> str:
@@ -101,12 +102,18 @@ async def by_ref(sb: SessionBrowser, raw: str, call: Call) -> Found:
     if node is None:
         raise ToolError(f"Ref {ref} is not in the latest snapshot: call snapshot for current refs.")
     locator = page.locator(f"aria-ref={ref}")
-    if not await call(lambda p: locator.count(), f"Finding {ref}"):
+    try:
+        count = await call(lambda p: locator.count(), f"Finding {ref}")
+    except BrowserError as exc:
+        if "aria-ref" not in str(exc):
+            raise
+        count = 0  # its frame is gone ("Invalid frame in aria-ref selector")
+    if not count:
         raise ToolError(
             f"Ref {ref} ({describe_node(node)}) is no longer on the page: it changed since the snapshot. "
             "Call snapshot for current refs."
         )
-    return Found(locator, describe_node(node))
+    return Found(locator, describe_node(node), node)
 
 
 async def find(sb: SessionBrowser, ref: str, target: str, kind: Kind, call: Call, snapshot: TakeSnapshot) -> Found:
@@ -183,7 +190,7 @@ def _one(page: Page, nodes: list[Node], target: str) -> Found:
         more = f" and {len(nodes) - MAX_LISTED} more" if len(nodes) > MAX_LISTED else ""
         raise ToolError(f"{len(nodes)} elements match {quote(target)}: {listed}{more}. Say which one by its ref.")
     # find() took this snapshot a moment ago, so the ref resolves against it.
-    return Found(page.locator(f"aria-ref={nodes[0].ref}"), describe_node(nodes[0]))
+    return Found(page.locator(f"aria-ref={nodes[0].ref}"), describe_node(nodes[0]), nodes[0])
 
 
 async def _visible(locator: Locator, call: Call, *, lenient: bool = False) -> Locator | None:

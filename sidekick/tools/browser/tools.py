@@ -66,6 +66,21 @@ _SCROLL_ELEMENT_JS = """(el, [direction, pages]) => {
   return [el.scrollTop, el.scrollHeight, view];
 }"""
 _OPTIONS_JS = "el => el.tagName === 'SELECT' ? Array.from(el.options, o => [o.value, o.label || o.text]) : null"
+# force=true: the event goes to the element itself, whatever covers it (a mouse click would land on
+# the cover). Playwright's dispatch_event did not finish on an aria-ref locator in our runs.
+_DISPATCH_JS = """(el, type) => {
+  if (type === 'click') el.click();
+  else el.dispatchEvent(new MouseEvent(type, {
+    bubbles: true, cancelable: true, view: window, button: type === 'contextmenu' ? 2 : 0,
+  }));
+}"""
+_COVER_JS = """el => {
+  const r = el.getBoundingClientRect();
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  if (!hit || hit === el || el.contains(hit)) return null;
+  const html = hit.outerHTML;
+  return html.length > 120 ? html.slice(0, 119) + '…' : html;
+}"""
 _INTERCEPT = re.compile(r"- (<.+?>.*?) (?:from .+? subtree )?intercepts pointer events")
 
 ActionOutcome = tuple[str, Screenshot | None]
@@ -179,7 +194,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         page = sb.page
         with Watch(sb, page) as watch:
             try:
-                await call(sb, lambda p: _explained(fn, found.label), what)
+                await call(sb, lambda p: _explained(fn, found), what)
             except DialogOpenError:
                 return f"{done} It opened {sb.describe_dialog()}. {_ANSWER}"
             return await after(sb, page, watch, done)
@@ -235,7 +250,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                     found,
                     f"{verb} {found.label} (sent the {event} event to it directly).",
                     f"Clicking {found.label}",
-                    lambda: loc.dispatch_event(event, timeout=ACT_MS),
+                    lambda: loc.evaluate(_DISPATCH_JS, event, timeout=ACT_MS),
                 ), None
             return await perform(
                 sb,
@@ -281,20 +296,27 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         async def act(sb: SessionBrowser) -> ActionOutcome:
             found = await find(sb, ref, target, "select")
             loc = found.locator
-            options = await call(sb, lambda p: loc.evaluate(_OPTIONS_JS), f"Reading the options of {found.label}")
-            if options is None:
-                raise ToolError(
-                    f"{found.label} is not a <select>: click the option you want instead (the snapshot lists "
-                    "the options with refs; open the list first if they are not shown)."
-                )
-            picked = [_pick(options, want, found.label) for want in wanted]
-            chosen = ", ".join(quote(label) for _, label in picked)
+            # The snapshot lists a <select>'s option labels: choosing by those needs no round trip
+            # (reading the options in the page costs about 20 ms); values need the page.
+            labels = found.node.options if found.node is not None else []
+            picked = [_match(labels, want) for want in wanted] if labels else []
+            if labels and all(picked):
+                by_label = [p for p in picked if p is not None]
+                selection: dict[str, Any] = {"label": by_label}
+                chosen = ", ".join(quote(label) for label in by_label)
+            else:
+                options = await call(sb, lambda p: loc.evaluate(_OPTIONS_JS), f"Reading the options of {found.label}")
+                if options is None:
+                    raise ToolError(
+                        f"{found.label} is not a <select>: click the option you want instead (the snapshot lists "
+                        "the options with refs; open the list first if they are not shown)."
+                    )
+                pairs = [_pick(options, want, found.label) for want in wanted]
+                selection = {"value": [value for value, _ in pairs]}
+                chosen = ", ".join(quote(label) for _, label in pairs)
             return await perform(
-                sb,
-                found,
-                f"Selected {chosen} in {found.label}.",
-                f"Selecting in {found.label}",
-                lambda: loc.select_option(value=[value for value, _ in picked], timeout=ACT_MS),
+                sb, found, f"Selected {chosen} in {found.label}.", f"Selecting in {found.label}",
+                lambda: loc.select_option(**selection, timeout=ACT_MS),
             ), None
 
         return await run(f"Selecting in {_named(ref, target)}", act)
@@ -581,16 +603,22 @@ def _named(ref: str, target: str) -> str:
     return quote(ref.strip() or target.strip()) if (ref.strip() or target.strip()) else ""
 
 
-async def _explained(fn: Callable[[], Awaitable[Any]], label: str) -> Any:
+async def _explained(fn: Callable[[], Awaitable[Any]], found: Found) -> Any:
     """``fn()``; if Playwright gave up waiting for the element, say plainly what was in the way."""
     try:
         return await fn()
     except PlaywrightTimeoutError as exc:
-        raise ToolError(_stuck(str(exc), label)) from None
+        log_text = str(exc)
+    cover = ""
+    if not _INTERCEPT.search(log_text):
+        # Playwright's call log may have elided the line that names the cover: look ourselves.
+        with contextlib.suppress(PlaywrightError):
+            cover = str(await found.locator.evaluate(_COVER_JS, timeout=500) or "")
+    raise ToolError(_stuck(log_text, found.label, cover))
 
 
-def _stuck(log_text: str, label: str) -> str:
-    covered = _INTERCEPT.findall(log_text)
+def _stuck(log_text: str, label: str, cover: str = "") -> str:
+    covered = _INTERCEPT.findall(log_text) or ([cover] if cover else [])
     if covered:
         return (
             f"{label} is covered by another element, which would get the click instead: {line(covered[-1], 160)}. "
@@ -607,6 +635,15 @@ def _stuck(log_text: str, label: str) -> str:
         if needle in log_text:
             return f"{label} {why}, so it could not be used within {ACT_SECONDS:g} s. Take a snapshot to see the page."
     return f"{label} could not be used within {ACT_SECONDS:g} s. Take a snapshot to see the page."
+
+
+def _match(labels: list[str], want: str) -> str | None:
+    """The one label ``want`` names: exactly, then ignoring case and spacing."""
+    if want in labels:
+        return want
+    norm = " ".join(want.split()).casefold()
+    hits = [label for label in labels if " ".join(label.split()).casefold() == norm]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _pick(options: list[list[str]], want: str, label: str) -> tuple[str, str]:
