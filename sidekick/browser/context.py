@@ -370,11 +370,19 @@ class SessionBrowser:
 
     async def screenshot(self) -> Screenshot:
         timeout = self._pool.timeouts.action
-        png = await self.call(
-            lambda p: p.screenshot(type="png", timeout=timeout * 1000, animations="disabled"),
-            timeout=timeout + 1,
-            what="Taking a screenshot",
-        )
+        for attempt in (1, 2):
+            try:
+                png = await self.call(
+                    lambda p: p.screenshot(type="png", timeout=timeout * 1000, animations="disabled"),
+                    timeout=timeout + 1,
+                    what="Taking a screenshot",
+                )
+                break
+            except BrowserError as exc:
+                # Chromium now and then refuses a capture while a new tab is being shown; the
+                # second asks once it has.
+                if attempt == 2 or "Unable to capture screenshot" not in str(exc):
+                    raise
         page = self.page
         title = ""
         with contextlib.suppress(PlaywrightError, TimeoutError):
