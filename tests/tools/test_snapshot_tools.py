@@ -216,6 +216,19 @@ async def test_a_covered_button_fails_fast_naming_the_cover_and_force_gets_throu
     assert "sent the click event to it directly" in forced and await sb.page.title() == "pressed"
 
 
+async def test_a_button_half_covered_is_clicked_where_it_shows(
+    tools: dict[str, BaseTool], sb: SessionBrowser, site: LocalSite
+) -> None:
+    site.route(
+        "/half",
+        "<div style='position:relative'><button style='width:200px' onclick=\"document.title='pressed'\">Pay</button>"
+        "<div style='position:absolute;top:0;left:60px;width:80px;height:40px;background:red'>ad</div></div>",
+    )
+    opened = await use(tools, "navigate", url=site.url("/half"))
+    clicked = await use(tools, "click", ref=ref(opened, 'button "Pay"'))
+    assert "at a part that shows (something covers its centre)" in clicked and await sb.page.title() == "pressed"
+
+
 async def test_a_hidden_element_by_css_is_not_found(tools: dict[str, BaseTool], site: LocalSite) -> None:
     site.route("/hidden", "<button style='display:none' id='h'>Secret</button><p>shown</p>")
     await use(tools, "navigate", url=site.url("/hidden"))

@@ -74,6 +74,15 @@ _DISPATCH_JS = """(el, type) => {
     bubbles: true, cancelable: true, view: window, button: type === 'contextmenu' ? 2 : 0,
   }));
 }"""
+# A point of the element, relative to its box, where a click would reach it (or null).
+_VISIBLE_POINT_JS = """el => {
+  const r = el.getBoundingClientRect();
+  for (const fy of [0.5, 0.25, 0.75, 0.1, 0.9]) for (const fx of [0.5, 0.25, 0.75, 0.1, 0.9]) {
+    const hit = document.elementFromPoint(r.left + r.width * fx, r.top + r.height * fy);
+    if (hit && (hit === el || el.contains(hit))) return [r.width * fx, r.height * fy];
+  }
+  return null;
+}"""
 _COVER_JS = """el => {
   const r = el.getBoundingClientRect();
   const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
@@ -189,15 +198,18 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             return f"{done} {outcome} Then the page opened {sb.describe_dialog()}. {_ANSWER}"
         return f"{done} {outcome}\n{block}"
 
-    async def perform(sb: SessionBrowser, found: Found, done: str, what: str, fn: Callable[[], Awaitable[Any]]) -> str:
-        """Run ``fn`` (the action on ``found``) watching what it sets off, and report."""
+    async def perform(
+        sb: SessionBrowser, found: Found, done: str | Callable[[], str], what: str, fn: Callable[[], Awaitable[Any]]
+    ) -> str:
+        """Run ``fn`` (the action on ``found``) watching what it sets off, and report ``done``
+        (text, or a function read once the action is over)."""
         page = sb.page
         with Watch(sb, page) as watch:
             try:
                 await call(sb, lambda p: _explained(fn, found), what)
             except DialogOpenError:
-                return f"{done} It opened {sb.describe_dialog()}. {_ANSWER}"
-            return await after(sb, page, watch, done)
+                return f"{done if isinstance(done, str) else done()} It opened {sb.describe_dialog()}. {_ANSWER}"
+            return await after(sb, page, watch, done if isinstance(done, str) else done())
 
     # -- the tools -----------------------------------------------------------------------------
     async def navigate(url: str) -> str:
@@ -252,12 +264,25 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                     f"Clicking {found.label}",
                     lambda: loc.evaluate(_DISPATCH_JS, event, timeout=ACT_MS),
                 ), None
+            how: dict[str, Any] = {"button": "right" if right else "left", "click_count": 2 if double else 1}
+            where: list[str] = []
+
+            async def press() -> None:
+                try:
+                    await loc.click(**how, timeout=ACT_MS)
+                except PlaywrightTimeoutError:
+                    # Where its centre is covered, a person clicks the part that shows; so do we
+                    # (Playwright checks again that the click lands on this element there).
+                    point = None
+                    with contextlib.suppress(PlaywrightError):
+                        point = await loc.evaluate(_VISIBLE_POINT_JS, timeout=500)
+                    if not point:
+                        raise
+                    await loc.click(**how, position={"x": point[0], "y": point[1]}, timeout=ACT_MS)
+                    where.append(" at a part that shows (something covers its centre)")
+
             return await perform(
-                sb,
-                found,
-                f"{verb} {found.label}.",
-                f"Clicking {found.label}",
-                lambda: loc.click(button="right" if right else "left", click_count=2 if double else 1, timeout=ACT_MS),
+                sb, found, lambda: f"{verb} {found.label}{''.join(where)}.", f"Clicking {found.label}", press
             ), None
 
         return await run(f"Clicking {_named(ref, target)}", act)
