@@ -19,7 +19,8 @@ by ref). With ``--model NAME`` a real model behind ``OPENAI_BASE_URL`` does the 
 each page's time limit is raised to ``--episode-seconds`` (a model thinks longer than 10 s).
 
 Success is the page's own reward (``WOB_RAW_REWARD_GLOBAL`` > 0). **steps** counts the tool calls
-after START; **person** is the clicks and fields a person needs. The exit code is 0 whether or not
+after START; **person** is the clicks and fields a person needs for that episode's instruction
+(``tests.support.miniwob.person_clicks``), both as medians. The exit code is 0 whether or not
 a target is met: this reports, it does not judge.
 """
 
@@ -86,7 +87,7 @@ def report(tasks: Sequence[str], results: list[Episode], model: str | None, prob
             "solved": len(solved),
             "tried": len(mine),
             "steps_median": sig(statistics.median(e.steps for e in mine)) if mine else None,
-            "person_clicks": TASKS.get(task),
+            "person_clicks": sig(statistics.median(e.person for e in mine)) if mine else TASKS.get(task),
             "seconds_median": sig(statistics.median(e.seconds for e in mine)) if mine else None,
             "problems": sorted({e.problem for e in mine if e.problem})[:3],
         }
@@ -119,7 +120,7 @@ def table(data: dict[str, Any]) -> str:
     ]
     for task, t in data["tasks"].items():
         solved = f"{t['solved']}/{t['tried']}"
-        lines.append(f"{task:<24}{solved:>9}{t['steps_median']:>8g}{t['person_clicks']:>8}{t['seconds_median']:>10g}")
+        lines.append(f"{task:<24}{solved:>9}{t['steps_median']:>8g}{t['person_clicks']:>8g}{t['seconds_median']:>10g}")
         for problem in t["problems"]:
             lines.append(f"    {problem}")
     lines += [

@@ -15,6 +15,6 @@ def test_the_smoke_tasks_are_solved_in_no_more_steps_than_a_person_clicks() -> N
     assert set(data["tasks"]) == set(SMOKE)
     for task, result in data["tasks"].items():
         assert result["solved"] == result["tried"] == 1, (task, result, data["planner_problems"])
-        assert result["steps_median"] <= TASKS[task], (task, result)
+        assert result["steps_median"] <= result["person_clicks"] <= TASKS[task], (task, result)
         assert result["seconds_median"] > 0
     assert data["targets"] == {"every_task_type_solved": True, "median_steps<=person": True}

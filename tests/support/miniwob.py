@@ -45,7 +45,7 @@ TASKS: dict[str, int] = {
     "login-user": 3,
     "focus-text": 1,
     "focus-text-2": 1,
-    "click-checkboxes": 4,
+    "click-checkboxes": 7,  # one per box named (0-6) and Submit: see person_clicks
     "click-option": 2,
     "choose-list": 2,
     "click-scroll-list": 2,
@@ -375,6 +375,17 @@ class Planner:
         return Reply.tool_call(*action)
 
 
+def person_clicks(task: str, instruction: str) -> int:
+    """What a person clicks (or types into) after START for this episode's instruction."""
+    if task == "click-checkboxes":
+        named = re.search(r"Select (.+) and click Submit", instruction)
+        return 1 + (0 if not named or named.group(1) == "nothing" else len(_items(named.group(1))))
+    if task == "search-engine":
+        nth = re.search(r"click the (\w+) search result", instruction)
+        return 3 + (1 if nth and _ORDINALS.get(nth.group(1), 0) >= 3 else 0)
+    return TASKS.get(task, 0)
+
+
 @dataclass
 class Episode:
     task: str
@@ -382,6 +393,7 @@ class Episode:
     steps: int  # tool calls after START
     seconds: float
     problem: str = ""
+    person: int = 0  # what a person clicks for this episode (person_clicks)
 
     @property
     def solved(self) -> bool:
@@ -399,6 +411,7 @@ async def run_task(rig: Rig, site: MiniWobSite, task: str, thread: str, timeout:
     sb = await rig.session.browser()
     reward = await sb.call(lambda p: p.evaluate(_REWARD_JS), timeout=5, what="Reading the reward")
     problem = "; ".join(t.output[:200] for t in tools if not t.ok)
+    instruction = instruction_of(Snapshot.parse(snapshot_in(tools[1].output), 0, 0)) if len(tools) > 1 else ""
     if finished and finished[-1].seconds:
         seconds = finished[-1].seconds
-    return Episode(task, float(reward), max(0, len(tools) - 2), seconds, problem)
+    return Episode(task, float(reward), max(0, len(tools) - 2), seconds, problem, person_clicks(task, instruction))
