@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint bench setup browser sandbox mcp-servers clean
+.PHONY: run test lint bench setup browser sandbox mcp-servers postgres nginx clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,12 +26,20 @@ sandbox: $(STAMP)
 mcp-servers:
 	@scripts/ensure_mcp_servers.sh
 
+# PostgreSQL's server binaries and nginx, for the team-deployment tests (throwaway clusters and
+# balancers on free ports; nothing is left running).
+postgres:
+	@scripts/ensure_postgres.sh
+
+nginx:
+	@scripts/ensure_nginx.sh
+
 setup: browser sandbox
 
 run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
 
-test: setup mcp-servers
+test: setup mcp-servers postgres nginx
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -1,6 +1,6 @@
 """``python -m sidekick``: the same sessions, agent and events as the dashboard, in a terminal.
 
-    python -m sidekick ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
+    python -m sidekick [--user NAME] ask "MESSAGE" [--criteria "..."] [--thread ID] [--json] [--screenshots DIR] [--yes]
     python -m sidekick conversations [--json]
     python -m sidekick tools [--json]
     python -m sidekick export THREAD_ID (--html FILE | --json FILE)
@@ -12,6 +12,7 @@ Exit codes: 0 answered (or asked a question), 1 the run failed or was stopped (C
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -51,6 +52,10 @@ WAIT_MARGIN_SECONDS = 30.0
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sidekick", description="Sidekick, your co-worker with a browser.")
+    p.add_argument(
+        "--user",
+        help="Act as this local user: whose conversations to use (default: SIDEKICK_USER, else the OS user).",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="Give Sidekick a task and print what it does.")
     ask.add_argument("message")
@@ -92,6 +97,10 @@ def _main(args: argparse.Namespace) -> int:
         settings = Settings.load()
     except ConfigError as exc:
         return fail(str(exc))
+    if args.user is not None:
+        if not args.user.strip():
+            return fail("--user needs a name.")
+        settings = dataclasses.replace(settings, user=args.user.strip())
     if args.command == "ask":
         if not model_configured(settings):
             return fail(NO_MODEL)

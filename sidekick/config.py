@@ -8,6 +8,7 @@ receive a :class:`Settings` and never read ``os.environ`` themselves. A malforme
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,10 +45,18 @@ class Settings:
     data_dir: Path = _setting(
         "SIDEKICK_DATA_DIR", Path(".sidekick"), "Conversations (SQLite) and per-session workspaces."
     )
+    user: str | None = _setting(
+        "SIDEKICK_USER", None, "Who owns conversations when nobody signs in (the CLI's --user; default: the OS user)."
+    )
     database_url: str | None = _setting(
         "SIDEKICK_DATABASE_URL",
         None,
         "postgresql://… keeps conversations, checkpoints and run records in PostgreSQL (default: SQLite).",
+    )
+    lease_seconds: float = _setting(
+        "SIDEKICK_LEASE_SECONDS",
+        60.0,
+        "How long a replica's claim on a running conversation lasts unless renewed (renewed every third of it).",
     )
     keep_days: int = _setting(
         "SIDEKICK_KEEP_DAYS",
@@ -121,6 +130,11 @@ class Settings:
     auto_approve: bool = _setting(
         "SIDEKICK_AUTO_APPROVE", False, "1 runs side-effecting tools (files, Python, notifications) without asking."
     )
+
+    @property
+    def local_user(self) -> str:
+        """Who uses Sidekick when nobody signs in: SIDEKICK_USER, else the OS user."""
+        return self.user or getpass.getuser()
 
     @property
     def evaluator(self) -> str:

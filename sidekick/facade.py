@@ -12,8 +12,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -41,7 +43,7 @@ from sidekick.procs import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runs import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, RunHandle
 from sidekick.runtime import LoopThread
 from sidekick.sessions import Freed, SessionDeps, SessionRegistry
-from sidekick.store import Conversation, RecordedRun, Store, turn_of
+from sidekick.store import BaseStore, Conversation, RecordedRun, open_store, turn_of
 from sidekick.tools.base import Availability
 from sidekick.tools.registry import availability
 from sidekick.web.guard import Guard
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PROCESS_CACHE_SECONDS = 2.0
+NOT_FOUND = "That conversation was not found; start a new one."
 THREAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -97,9 +100,11 @@ class Sidekick:
         self._stack = contextlib.AsyncExitStack()
         self.pool: BrowserPool | None = None
         self.registry: SessionRegistry | None = None
-        self.store: Store | None = None
+        self.store: BaseStore | None = None
         self.models: Models | None = None
         self.mcp: McpHub | None = None
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """This server among replicas sharing one database: the owner of its conversation leases."""
         self.mcp_problem: str | None = None
         """Why the MCP servers file was not used, when it could not be read."""
         self._closed = False
@@ -127,10 +132,10 @@ class Sidekick:
 
     async def _astart(self, warm: bool) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            store = await Store(
-                self.settings.data_dir / "sidekick.sqlite", screenshot_budget=self.settings.screenshots_per_conversation
-            ).open()
+            store = await open_store(self.settings)
             stack.push_async_callback(store.aclose)
+            # Last out before the store closes: this server's claims on running conversations.
+            stack.push_async_callback(store.release_all, self.replica)
             if self.settings.keep_days:
                 pruned = await store.prune(self.settings.keep_days)
                 if pruned:
@@ -144,7 +149,9 @@ class Sidekick:
             await guard.start()  # now, so MCP servers can be given its address
             hub = McpHub(self._mcp_config(), self.settings, proxy_url=guard.proxy_url)
             stack.push_async_callback(hub.aclose)
-            deps = SessionDeps(settings=self.settings, pool=pool, store=store, models=models, mcp=hub)
+            deps = SessionDeps(
+                settings=self.settings, pool=pool, store=store, models=models, mcp=hub, replica=self.replica
+            )
             registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
             self.store, self.models, self.pool, self.registry, self.mcp = store, models, pool, registry, hub
@@ -194,12 +201,27 @@ class Sidekick:
             cached = self._process_cache = (now, browser_processes(), mcp_processes())
         return cached[1], cached[2]
 
-    def attach(self, session_id: str, timeout: float = 10.0) -> None:
-        """Register a tab as soon as it renders (it shows in the session count; its browser opens later)."""
-        registry = self._registry()
+    # -- who owns what ---------------------------------------------------------------------------
+    @property
+    def local_user(self) -> str:
+        return self.settings.local_user
+
+    def _owners(self, user: str | None) -> tuple[str, ...]:
+        """The owner names a user's conversations carry (conversations from before owners existed
+        belong to the local user)."""
+        who = user or self.local_user
+        return (who, "") if who == self.local_user else (who,)
+
+    async def _owned(self, store: BaseStore, thread_id: str, user: str | None) -> bool:
+        return await store.owner_of(thread_id) in self._owners(user)
+
+    def attach(self, session_id: str, user: str | None = None, timeout: float = 10.0) -> None:
+        """Register a tab as soon as it renders (it shows in the session count; its browser opens
+        later). A tab signed in as someone else now gets a new session."""
+        registry, who = self._registry(), user or self.local_user
 
         async def go() -> None:
-            registry.get(session_id)
+            await registry.claim(session_id, who)
 
         self._call(go(), timeout)
 
@@ -212,27 +234,43 @@ class Sidekick:
 
     # -- the agent -----------------------------------------------------------------------------
     def start_run(
-        self, session_id: str, message: str, criteria: str, thread_id: str, timeout: float = 15.0
+        self,
+        session_id: str,
+        message: str,
+        criteria: str,
+        thread_id: str,
+        *,
+        user: str | None = None,
+        timeout: float = 15.0,
     ) -> RunHandle:
-        """Start a turn; its events arrive on the returned handle. Raises SidekickError on bad input."""
-        registry = self._registry()
+        """Start a turn; its events arrive on the returned handle. Raises SidekickError on bad input,
+        and for a conversation that belongs to someone else (as if it did not exist)."""
+        registry, store, who = self._registry(), self._store(), user or self.local_user
         if not valid_thread_id(thread_id):
             raise SidekickError("That conversation id is not valid; start a new conversation.")
 
         async def go() -> RunHandle:
-            return await registry.get(session_id).runner.start(message, criteria, thread_id)
+            owner = await store.owner_of(thread_id)
+            if owner is not None and owner not in self._owners(who):
+                raise SidekickError(NOT_FOUND)
+            session = await registry.claim(session_id, who)
+            return await session.runner.start(message, criteria, thread_id)
 
         return self._call(go(), timeout)
 
-    def answer_approval(self, session_id: str, thread_id: str, approved: bool, timeout: float = 15.0) -> RunHandle:
+    def answer_approval(
+        self, session_id: str, thread_id: str, approved: bool, *, user: str | None = None, timeout: float = 15.0
+    ) -> RunHandle:
         """Resume a run paused for approval of a side-effecting tool call."""
-        registry = self._registry()
-
+        registry, store, who = self._registry(), self._store(), user or self.local_user
         if not valid_thread_id(thread_id):
             raise SidekickError("That conversation id is not valid; start a new conversation.")
 
         async def go() -> RunHandle:
-            return await registry.get(session_id).runner.resume(thread_id, approved)
+            if not await self._owned(store, thread_id, who):
+                raise SidekickError(NOT_FOUND)
+            session = await registry.claim(session_id, who)
+            return await session.runner.resume(thread_id, approved)
 
         return self._call(go(), timeout)
 
@@ -245,29 +283,47 @@ class Sidekick:
 
         return self._call(go(), timeout)
 
-    def history(self, thread_id: str, timeout: float = 15.0) -> list[tuple[str, str]]:
-        """A conversation's text, read from the store (works without a model)."""
+    def history(self, thread_id: str, *, user: str | None = None, timeout: float = 15.0) -> list[tuple[str, str]]:
+        """A conversation's text, read from the store (works without a model); nothing for a
+        conversation that is not the user's."""
         store = self._store()
         if not valid_thread_id(thread_id):
             return []
-        return self._call(store.history(thread_id), timeout)
 
-    def record(self, thread_id: str, timeout: float = 30.0) -> list[RecordedRun]:
+        async def go() -> list[tuple[str, str]]:
+            return await store.history(thread_id) if await self._owned(store, thread_id, user) else []
+
+        return self._call(go(), timeout)
+
+    def record(self, thread_id: str, *, user: str | None = None, timeout: float = 30.0) -> list[RecordedRun]:
         """Every run of a conversation as recorded: steps, checks, screenshots, answers."""
         store = self._store()
         if not valid_thread_id(thread_id):
             return []
-        return self._call(store.record(thread_id), timeout)
 
-    def export(self, thread_id: str, *, fmt: str = "html", run_id: str | None = None, timeout: float = 30.0) -> str:
+        async def go() -> list[RecordedRun]:
+            return await store.record(thread_id) if await self._owned(store, thread_id, user) else []
+
+        return self._call(go(), timeout)
+
+    def export(
+        self,
+        thread_id: str,
+        *,
+        fmt: str = "html",
+        run_id: str | None = None,
+        user: str | None = None,
+        timeout: float = 30.0,
+    ) -> str:
         """The conversation (or one run of it, and the approval runs that continue it) as one HTML
-        page or JSON document. Raises SidekickError for an unknown conversation."""
+        page or JSON document. Raises SidekickError for an unknown conversation (or someone else's)."""
         store = self._store()
-        if not valid_thread_id(thread_id) or not self.conversation_exists(thread_id):
+        if not valid_thread_id(thread_id) or not self.conversation_exists(thread_id, user=user):
             raise SidekickError(f"There is no conversation {thread_id[:64]!r}.")
 
         async def go() -> tuple[str, list[RecordedRun]]:
-            title = next((c.title for c in await store.list(10_000) if c.thread_id == thread_id), thread_id)
+            listed = await store.list(10_000, owners=self._owners(user))
+            title = next((c.title for c in listed if c.thread_id == thread_id), thread_id)
             return title, await store.record(thread_id)
 
         title, runs = self._call(go(), timeout)
@@ -275,26 +331,31 @@ class Sidekick:
             runs = turn_of(runs, run_id)
         return export.to_json_text(thread_id, title, runs) if fmt == "json" else export.to_html(thread_id, title, runs)
 
-    def conversations(self, limit: int = 50, timeout: float = 10.0) -> list[Conversation]:
-        return self._call(self._store().list(limit), timeout)
+    def conversations(self, limit: int = 50, *, user: str | None = None, timeout: float = 10.0) -> list[Conversation]:
+        """The user's conversations, newest first (only theirs)."""
+        return self._call(self._store().list(limit, owners=self._owners(user)), timeout)
 
-    def conversation_exists(self, thread_id: str, timeout: float = 10.0) -> bool:
+    def conversation_exists(self, thread_id: str, *, user: str | None = None, timeout: float = 10.0) -> bool:
+        """Whether the conversation exists and is the user's: someone else's answers no, like a missing one."""
         store = self._store()
-        return valid_thread_id(thread_id) and self._call(store.exists(thread_id), timeout)
+        return valid_thread_id(thread_id) and self._call(self._owned(store, thread_id, user), timeout)
 
-    def delete_conversation(self, thread_id: str, timeout: float = 15.0) -> None:
-        """Stop any run on the conversation (waiting for it, so it writes nothing more), then delete it."""
+    def delete_conversation(self, thread_id: str, *, user: str | None = None, timeout: float = 15.0) -> None:
+        """Stop any run on the conversation (waiting for it, so it writes nothing more), then delete
+        it; someone else's conversation is left alone, as if it did not exist."""
         store, registry = self._store(), self._registry()
         if not valid_thread_id(thread_id):
             return
 
         async def go() -> None:
+            if not await self._owned(store, thread_id, user):
+                return
             await registry.cancel_thread(thread_id)
             await store.delete(thread_id)
 
         self._call(go(), timeout)
 
-    def _store(self) -> Store:
+    def _store(self) -> BaseStore:
         self._registry()  # refuses once shut down
         assert self.store is not None
         return self.store

@@ -31,6 +31,7 @@ from sidekick.agent import prompts
 from sidekick.agent.context import RunContext
 from sidekick.agent.graph import build_graph
 from sidekick.agent.state import State, TurnInput
+from sidekick.closing import close_quietly
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
 from sidekick.events import (
@@ -47,7 +48,7 @@ from sidekick.events import (
     Screenshot,
 )
 from sidekick.models import Models, explain_model_error
-from sidekick.store import Store
+from sidekick.store import BaseStore
 from sidekick.tools.base import BrowserGetter, ToolContext
 from sidekick.tools.registry import build_tools
 from sidekick.transcript import text_of
@@ -99,7 +100,7 @@ class Recorder:
     killed mid-run loses at most the step in flight. Owned by the run: ``async with`` starts the
     writer and, on exit, writes what is left (bounded). A failing store never fails the run."""
 
-    def __init__(self, store: Store, thread_id: str, run_id: str, *, flush_seconds: float = 10.0) -> None:
+    def __init__(self, store: BaseStore, thread_id: str, run_id: str, *, flush_seconds: float = 10.0) -> None:
         self._store = store
         self._thread_id = thread_id
         self._run_id = run_id
@@ -180,9 +181,13 @@ class RunnerDeps:
 
     settings: Settings
     models: Models | None
-    store: Store
+    store: BaseStore
     workspace: Path
     get_browser: BrowserGetter | None
+    owner: str = ""
+    """Whose conversations this runner's turns belong to."""
+    replica: str = "local"
+    """Which server runs them: the holder of a running conversation's lease."""
     more_tools: Callable[[], Awaitable[Sequence[BaseTool]]] | None = None
     """The session's tools from elsewhere (its MCP servers), fetched once before the first run."""
 
@@ -258,11 +263,20 @@ class Runner:
     async def start(self, message: str, criteria: str, thread_id: str) -> RunHandle:
         """Start a turn. Raises a SidekickError on bad input or if a run is already going."""
         message, criteria = check_message(message, criteria)
+        await self._claim(thread_id)
         return self._launch(thread_id, message, criteria, resume=None)
 
     async def resume(self, thread_id: str, approved: bool) -> RunHandle:
         """Go on with a turn paused for approval of a side-effecting tool call."""
+        await self._claim(thread_id)
         return self._launch(thread_id, "", "", resume={"approved": approved})
+
+    async def _claim(self, thread_id: str) -> None:
+        """Hold the conversation's lease, so no other replica runs it at the same time (raises
+        LeaseHeldError, a plain message, when one does)."""
+        if self.running:
+            raise RunInProgressError("Sidekick is still working on your last message: wait for it, or press Stop.")
+        await self._deps.store.claim_lease(thread_id, self._deps.replica, self.settings.lease_seconds)
 
     def _launch(self, thread_id: str, message: str, criteria: str, resume: dict[str, Any] | None) -> RunHandle:
         if self.closed:
@@ -278,6 +292,17 @@ class Runner:
             self._recorded(recorder, handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"
         )
         return handle
+
+    async def _renew(self, thread_id: str) -> None:
+        """Keep the lease while the run goes on (a third of its life at a time)."""
+        every = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    await self._deps.store.renew_lease(thread_id, self._deps.replica, self.settings.lease_seconds)
+            except Exception as exc:  # the database is away: the run finds out on its own next write
+                log.warning("Could not renew the lease on %s: %r", thread_id, exc)
 
     async def cancel(self, timeout: float = CANCEL_SECONDS) -> bool:
         """Stop the running turn; returns whether there was one. Waits for it to wind down."""
@@ -297,10 +322,15 @@ class Runner:
         criteria: str,
         resume: dict[str, Any] | None,
     ) -> None:
+        store, thread_id, replica = self._deps.store, handle.thread_id, self._deps.replica
+        renewing = asyncio.get_running_loop().create_task(self._renew(thread_id), name=f"sidekick-lease-{thread_id}")
         try:
             async with recorder:
                 await self._main(handle, run, message, criteria, resume)
         finally:
+            renewing.cancel()
+            await asyncio.wait([renewing], timeout=REPAIR_SECONDS)
+            await close_quietly(store.release_lease(thread_id, replica), REPAIR_SECONDS, "Releasing a lease")
             self._busy = False
             if run.finished is not None:
                 run.put(run.finished)
@@ -323,7 +353,7 @@ class Runner:
             graph = await self._built()
             await self._repair(graph, config, resuming=resume is not None)
             if resume is None:
-                await self._deps.store.touch(handle.thread_id, message)
+                await self._deps.store.touch(handle.thread_id, message, owner=self._deps.owner)
             payload: TurnInput | Command[Any] = (
                 Command(resume=resume)
                 if resume is not None

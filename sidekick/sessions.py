@@ -35,7 +35,7 @@ from sidekick.mcp import McpHub, SessionMcp
 from sidekick.models import Models
 from sidekick.procs import ProcessReport, browser_processes
 from sidekick.runs import Runner, RunnerDeps
-from sidekick.store import Store
+from sidekick.store import BaseStore
 from sidekick.web.urls import normalize_url
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,16 @@ class SessionDeps:
 
     settings: Settings
     pool: BrowserPool
-    store: Store
+    store: BaseStore
     models: Models | None
     mcp: McpHub | None = None
     """The process's MCP servers; a session's own servers start on its first call to one."""
+    replica: str = "local"
+    """This server's name in conversation leases (one conversation runs on one replica at a time)."""
 
-    def workspace(self, session_id: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_-]", "_", session_id)[:64] or "session"
-        return (self.settings.data_dir / "workspaces" / safe).resolve()
+    def workspace(self, user: str, session_id: str) -> Path:
+        """A session's folder, inside its user's: files belong to whoever made them."""
+        return (self.settings.data_dir / "workspaces" / _safe(user) / _safe(session_id)).resolve()
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ class Freed:
 class Session:
     """One user's session: a browser context on demand, and its runner (built on first use)."""
 
-    def __init__(self, session_id: str, deps: SessionDeps) -> None:
+    def __init__(self, session_id: str, deps: SessionDeps, user: str | None = None) -> None:
         self.id = session_id
+        self.user = user or deps.settings.local_user
+        """Who this session works for: its conversations and files are theirs."""
         self._deps = deps
         self._pool = deps.pool
         self._runner: Runner | None = None
@@ -99,7 +103,7 @@ class Session:
     @property
     def workspace(self) -> Path:
         """This session's folder for the file and Python tools (created on first use)."""
-        return self._deps.workspace(self.id)
+        return self._deps.workspace(self.user, self.id)
 
     @property
     def has_browser(self) -> bool:
@@ -157,6 +161,8 @@ class Session:
                     models=deps.models,
                     store=deps.store,
                     workspace=self.workspace,
+                    owner=self.user,
+                    replica=self._deps.replica,
                     get_browser=self.browser,
                     more_tools=self._mcp_tools if deps.mcp is not None else None,
                 )
@@ -249,6 +255,20 @@ class SessionRegistry:
             self._ensure_watchdog()
         return session
 
+    async def claim(self, session_id: str, user: str) -> Session:
+        """The session for this tab, working for ``user``; a tab signed in as someone else since
+        its session began gets a new one (the old one is ended first)."""
+        session = self._sessions.get(session_id)
+        if session is not None and session.user != user:
+            await self.end(session_id)
+            session = None
+        if session is None:
+            if self._closed:
+                raise SessionClosedError("Sidekick is shutting down.")
+            session = self._sessions[session_id] = Session(session_id, self._deps, user)
+            self._ensure_watchdog()
+        return session
+
     def find(self, session_id: str) -> Session | None:
         """The session if it exists (never creates one)."""
         return self._sessions.get(session_id)
@@ -333,3 +353,7 @@ async def _settled(before: ProcessReport, timeout: float = 2.0) -> ProcessReport
         now = await asyncio.to_thread(browser_processes, memory=False)
     await asyncio.sleep(0.1)  # several renderers may exit one after another
     return await asyncio.to_thread(browser_processes, memory=False)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "_"

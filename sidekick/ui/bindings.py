@@ -102,6 +102,13 @@ def user_label() -> str:
     return str(st.user.get("name") or st.user.get("email") or st.user.get("sub") or "you")
 
 
+def current_user() -> str | None:
+    """The signed-in user's id (their OIDC subject), or None when nobody signs in (the local user)."""
+    if not auth_configured():
+        return None
+    return f"oidc:{st.user.get('sub')}"
+
+
 def exposed_without_sign_in() -> bool:
     """The server listens beyond this machine and nobody has to sign in."""
     address = str(st.get_option("server.address") or "")
@@ -113,13 +120,16 @@ def exposed_without_sign_in() -> bool:
 def tab_state(core: Sidekick) -> TabState:
     """This tab's state; on first load, the conversation named in the URL (``?thread=``)."""
     state: TabState | None = st.session_state.get("tab")
+    user = current_user()
+    if state is not None and state.user != user:  # signed out and in as someone else: start afresh
+        state = None
     if state is None:
         wanted = st.query_params.get("thread")
-        state = TabState(thread_id=new_thread_id())
+        state = TabState(thread_id=new_thread_id(), user=user)
         if wanted:
             try:
-                if core.conversation_exists(wanted):
-                    state = TabState(thread_id=wanted, turns=load_turns(core, wanted))
+                if core.conversation_exists(wanted, user=user):
+                    state = TabState(thread_id=wanted, user=user, turns=load_turns(core, wanted, user))
                 else:
                     state.notice = "That conversation was not found, so a new one was started."
             except SidekickError as exc:
@@ -129,11 +139,11 @@ def tab_state(core: Sidekick) -> TabState:
     return state
 
 
-def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
+def load_turns(core: Sidekick, thread_id: str, user: str | None) -> list[Turn]:
     """The conversation as it looked live, from its run record: steps, checks, the last turn's
     screenshots. Turns from before the record existed come back as their text."""
     recorded: list[Turn] = []
-    for run in core.record(thread_id):
+    for run in core.record(thread_id, user=user):
         started = run.started
         if run.opens_turn or not recorded:
             user, criteria = (started.message, started.criteria) if started is not None else ("", "")
@@ -141,7 +151,7 @@ def load_turns(core: Sidekick, thread_id: str) -> list[Turn]:
         else:  # resumed after an approval: the same turn goes on
             recorded[-1].events.extend(run.events)
     texts: list[Turn] = []
-    for role, text in core.history(thread_id):
+    for role, text in core.history(thread_id, user=user):
         if role == "user":
             texts.append(Turn(user=text))
         elif texts:
@@ -158,9 +168,10 @@ def switch_conversation(core: Sidekick, thread_id: str | None, *, stop: bool = T
     old: TabState | None = st.session_state.get("tab")
     if stop and old is not None and old.run is not None:
         core.cancel_run(session_id())
-    state = TabState(thread_id=thread_id or new_thread_id())
+    user = current_user()
+    state = TabState(thread_id=thread_id or new_thread_id(), user=user)
     if thread_id:
-        state.turns = load_turns(core, thread_id)
+        state.turns = load_turns(core, thread_id, user)
     st.session_state["tab"] = state
     st.query_params["thread"] = state.thread_id
     return state

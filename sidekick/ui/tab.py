@@ -29,6 +29,7 @@ class TabState:
     """Everything the page shows, kept in ``st.session_state`` (plain data; no live resources)."""
 
     thread_id: str
+    user: str | None = None  # who is signed in (None: the local user, nobody signs in)
     turns: list[Turn] = field(default_factory=list)
     run: RunHandle | None = None
     notice: str | None = None

@@ -86,7 +86,7 @@ def render() -> None:
     for warning in warnings:
         st.warning(warning, icon="⚠️")
     sid = bindings.session_id()
-    friendly(lambda: core.attach(sid), "registering this tab")
+    friendly(lambda: core.attach(sid, bindings.current_user()), "registering this tab")
     state = bindings.tab_state(core)
     if state.notice:
         st.toast(state.notice, icon="ℹ️")
@@ -110,7 +110,7 @@ def render() -> None:
 
     with history:
         for turn in state.turns[:-1]:
-            render_turn(turn, live=False, download=partial(download_run, core, state.thread_id, turn))
+            render_turn(turn, live=False, download=partial(download_run, core, state, turn))
     if prompt is not None:
         start_turn(core, sid, state, prompt, criteria)
         if state.run is not None:
@@ -129,7 +129,7 @@ def render() -> None:
             turn = state.current()
             if turn is not None:
                 live_now = state.run is not None
-                download = None if live_now else partial(download_run, core, state.thread_id, turn)
+                download = None if live_now else partial(download_run, core, state, turn)
                 render_turn(turn, live=live_now, download=download)
                 approval_buttons(core, sid, state)
 
@@ -175,7 +175,7 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
         if freed is not None:
             st.toast(freed.describe(), icon="🧹")
 
-    conversations = friendly(core.conversations, "listing conversations") or []
+    conversations = friendly(lambda: core.conversations(user=state.user), "listing conversations") or []
     if conversations:
         st.subheader("Conversations", divider="gray")
         for c in conversations[:20]:
@@ -186,16 +186,16 @@ def sidebar(core: Sidekick, sid: str, state: TabState) -> TabState:
             if open_col.button(label, key=f"open-{c.thread_id}", help=when, width="stretch", type="tertiary"):
                 state = bindings.switch_conversation(core, c.thread_id)
             if del_col.button("🗑", key=f"del-{c.thread_id}", help=f"Delete “{c.title}”", type="tertiary"):
-                friendly(partial(core.delete_conversation, c.thread_id), "deleting the conversation")
+                friendly(partial(core.delete_conversation, c.thread_id, user=state.user), "deleting the conversation")
                 if current:
                     state = bindings.switch_conversation(core, None)
                 st.rerun()
 
     if state.turns and state.run is None:
-        thread_id = state.thread_id
+        thread_id, user = state.thread_id, state.user
         st.download_button(
             "Download conversation",
-            data=lambda: core.export(thread_id).encode(),  # made when clicked, on the server's thread
+            data=lambda: core.export(thread_id, user=user).encode(),  # made when clicked, on the server's thread
             file_name=f"sidekick-{thread_id}.html",
             mime="text/html",
             icon="⬇️",
@@ -261,7 +261,9 @@ def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria:
     if state.run is not None:
         st.toast("Sidekick is still working on your last message: wait for it, or press Stop.", icon="⏳")
         return
-    handle = friendly(lambda: core.start_run(sid, prompt, criteria, state.thread_id), "starting the task")
+    handle = friendly(
+        lambda: core.start_run(sid, prompt, criteria, state.thread_id, user=state.user), "starting the task"
+    )
     if handle is not None:
         state.start_turn(Turn(user=prompt, criteria=criteria), handle)
 
@@ -286,15 +288,15 @@ def follow_run(
     st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
 
-def download_run(core: Sidekick, thread_id: str, turn: Turn) -> None:
+def download_run(core: Sidekick, state: TabState, turn: Turn) -> None:
     """A "Download run" button: the turn as one self-contained HTML page, made when clicked."""
     if turn.run_id is None:
         return
-    run_id = turn.run_id
+    run_id, thread_id, user = turn.run_id, state.thread_id, state.user
 
     def page() -> bytes:
         # Called on Streamlit's server thread when clicked: no st.* here, and a bounded core call.
-        return core.export(thread_id, run_id=run_id).encode()
+        return core.export(thread_id, run_id=run_id, user=user).encode()
 
     st.download_button(
         "Download run",
@@ -399,7 +401,9 @@ def approval_buttons(core: Sidekick, sid: str, state: TabState) -> None:
     if no.button("Deny", key=f"deny-{pending.call_id}"):
         decision = False
     if decision is not None:
-        handle = friendly(lambda: core.answer_approval(sid, state.thread_id, bool(decision)), "resuming the run")
+        handle = friendly(
+            lambda: core.answer_approval(sid, state.thread_id, bool(decision), user=state.user), "resuming the run"
+        )
         if handle is not None:
             state.run = handle
             st.rerun()

@@ -411,7 +411,10 @@ def test_probe_reports_what_bwrap_refused(tmp_path: Path) -> None:
         """
     )
     command = outer.command([outer.python, "-I", "-c", code], workspace=tmp_path, env={"PATH": "/usr/bin:/bin"})
-    command[1:1] = ["--ro-bind", str(package / "sidekick"), str(package / "sidekick")]  # our code, read-only
+    # Our code, read-only, bound after the sandbox's own mounts (its private /tmp would hide a
+    # checkout under /tmp), just before the command it runs.
+    at = command.index("--")
+    command[at:at] = ["--ro-bind", str(package / "sidekick"), str(package / "sidekick")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("bwrap could not create namespaces: bwrap: "), done.stdout
