@@ -5,7 +5,7 @@ set -u
 py=${1:-python3}
 
 have() {
-  "$py" -c 'import sys; from sidekick.browser import playwright_chromium, system_chromium
+  "$py" -c 'import sys; from sidekick.browser.chromium import playwright_chromium, system_chromium
 sys.exit(0 if (playwright_chromium() or system_chromium()) else 1)' 2>/dev/null
 }
 
