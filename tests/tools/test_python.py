@@ -411,9 +411,9 @@ def test_probe_reports_what_bwrap_refused(tmp_path: Path) -> None:
         """
     )
     command = outer.command([outer.python, "-I", "-c", code], workspace=tmp_path, env={"PATH": "/usr/bin:/bin"})
-    # Our code, read-only, bound after the sandbox's own mounts (its private /tmp would hide a
-    # checkout under /tmp), just before the command it runs.
-    at = command.index("--")
+    # Our code, read-only, bound after the sandbox's private /tmp (which would hide a checkout under
+    # /tmp) and before its root turns read-only (which would refuse the mount point).
+    at = command.index("--chdir")
     command[at:at] = ["--ro-bind", str(package / "sidekick"), str(package / "sidekick")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 0, done.stderr
