@@ -48,6 +48,7 @@ checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -216,6 +217,13 @@ class Guard:
         if not verdict.allowed:
             self._hooks_blocked += 1
             _safe_report(report, url, verdict.reason)
+            if url.startswith("blob:") and route.request.is_navigation_request():
+                # Chromium sometimes routes a new tab's blob: page instead of committing it; refused,
+                # the tab would stay on an error page under that URL. It leaves, as a committed one does.
+                with contextlib.suppress(Exception):
+                    frame = route.request.frame
+                    if frame.parent_frame is None:
+                        self._spawn(self._leave(frame.page))
 
     def _watch(self, page: Page, report: Report) -> None:
         def on_navigated(frame: Frame) -> None:
@@ -244,8 +252,20 @@ class Guard:
         self._spawn(self._leave(page))
 
     async def _leave(self, page: Page) -> None:
+        """Send ``page`` to about:blank. A navigation still settling in a new tab (or another tool
+        attaching to it) can interrupt the first try, so it tries again until the page is there."""
         async with asyncio.timeout(_ACTION_SECONDS):
-            await page.goto("about:blank")
+            for attempt in range(5):
+                try:
+                    await page.goto("about:blank")
+                except Exception as error:  # closed pages give up below; others get another try
+                    if page.is_closed() or attempt == 4:
+                        raise
+                    log.debug("Leaving %s was interrupted (%r); trying again", page.url, error)
+                # A new tab's own first navigation may still commit after ours: look, and go again.
+                await asyncio.sleep(0.1)
+                if page.is_closed() or page.url == "about:blank":
+                    return
 
     async def _report_if_denied(self, url: str, report: Report) -> None:
         # The proxy already blocked it (and counted it); this only tells the session why.
