@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -219,11 +220,10 @@ class Guard:
             _safe_report(report, url, verdict.reason)
             if url.startswith("blob:") and route.request.is_navigation_request():
                 # Chromium sometimes routes a new tab's blob: page instead of committing it; refused,
-                # the tab would stay on an error page under that URL. It leaves, as a committed one does.
+                # the tab stays on an error page under that URL. The request may name the opener's
+                # frame, so the page to send away is found by its URL once it shows it.
                 with contextlib.suppress(Exception):
-                    frame = route.request.frame
-                    if frame.parent_frame is None:
-                        self._spawn(self._leave(frame.page))
+                    self._spawn(self._leave_pages_at(route.request.frame.page.context, url))
 
     def _watch(self, page: Page, report: Report) -> None:
         def on_navigated(frame: Frame) -> None:
@@ -249,23 +249,32 @@ class Guard:
             return
         self._hooks_blocked += 1
         _safe_report(report, url, verdict.reason)
-        self._spawn(self._leave(page))
+        self._spawn(self._leave(page, url))
 
-    async def _leave(self, page: Page) -> None:
-        """Send ``page`` to about:blank. A navigation still settling in a new tab (or another tool
-        attaching to it) can interrupt the first try, so it tries again until the page is there."""
+    async def _leave(self, page: Page, url: str) -> None:
+        """Send ``page``, found at the denied ``url``, to about:blank. A new tab's own first
+        navigation can interrupt that or commit after it, so it goes again while the page still
+        shows ``url``; once the page is anywhere else (a later navigation included) it is done."""
         async with asyncio.timeout(_ACTION_SECONDS):
             for attempt in range(5):
                 try:
                     await page.goto("about:blank")
-                except Exception as error:  # closed pages give up below; others get another try
+                except Exception as error:
                     if page.is_closed() or attempt == 4:
                         raise
-                    log.debug("Leaving %s was interrupted (%r); trying again", page.url, error)
-                # A new tab's own first navigation may still commit after ours: look, and go again.
+                    log.debug("Leaving %s was interrupted (%r); trying again", url, error)
                 await asyncio.sleep(0.1)
-                if page.is_closed() or page.url == "about:blank":
+                if page.is_closed() or page.url != url:
                     return
+
+    async def _leave_pages_at(self, context: BrowserContext, url: str, seconds: float = 2.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            stuck = [page for page in context.pages if not page.is_closed() and page.url == url]
+            if stuck:
+                await asyncio.gather(*(self._leave(page, url) for page in stuck), return_exceptions=True)
+                return
+            await asyncio.sleep(0.1)
 
     async def _report_if_denied(self, url: str, report: Report) -> None:
         # The proxy already blocked it (and counted it); this only tells the session why.
