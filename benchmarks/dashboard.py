@@ -193,6 +193,7 @@ class ScriptedModel:
         self._lock = threading.Lock()
         self._arrived: dict[int, float] = {}
         self._errors: list[str] = []
+        self._calls: dict[tuple[int, str], int] = {}  # worker calls per turn (user messages, text)
 
     @property
     def answer(self) -> str:
@@ -220,8 +221,12 @@ class ScriptedModel:
         messages: list[dict[str, Any]] = request["messages"]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         tools = [str(m.get("content")) for m in messages[last_user + 1 :] if m["role"] == "tool"]
-        step = len(tools)
+        # The prompt is bounded (older steps are folded into a note), so the model counts its own
+        # calls of this turn instead of the tool results it is sent.
+        turn = (sum(1 for m in messages if m["role"] == "user"), str(messages[last_user].get("content")))
         with self._lock:
+            step = self._calls.get(turn, 0)
+            self._calls[turn] = step + 1
             self._arrived.setdefault(step, arrived)
             if tools and tools[-1].startswith("Error"):
                 self._errors.append(f"tool result {step}: {tools[-1][:300]}")
