@@ -20,25 +20,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from sidekick import events as ev
 from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, SidekickError
-from sidekick.events import (
-    AnswerDelta,
-    ApprovalNeeded,
-    Blocked,
-    Cancelled,
-    ErrorEvent,
-    Event,
-    FinalAnswer,
-    Finished,
-    Question,
-    RunStarted,
-    Screenshot,
-    ToolCall,
-    ToolResult,
-    Verdict,
-)
 from sidekick.facade import Sidekick, new_thread_id, valid_thread_id
 from sidekick.models import NO_MODEL, model_configured
 from sidekick.runs import RunHandle
@@ -175,13 +160,13 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
             current, handle = handle, None
             approved: bool | None = None
             for event in current.iter_events(deadline=deadline):
-                if isinstance(event, Screenshot) and args.screenshots:
+                if isinstance(event, ev.Screenshot) and args.screenshots:
                     shots += 1
                     (args.screenshots / f"{shots:03d}.png").write_bytes(event.png)
                 show(event, sys.stdout, as_json=args.json)
-                if isinstance(event, ApprovalNeeded):
+                if isinstance(event, ev.ApprovalNeeded):
                     approved = decide(event, auto=args.yes)
-                if isinstance(event, Finished):
+                if isinstance(event, ev.Finished):
                     outcome = event.outcome
             if approved is not None:  # the paused run has ended: go on with the answer
                 handle = core.answer_approval(session, thread, approved)
@@ -202,7 +187,7 @@ def ask(core: Sidekick, args: argparse.Namespace) -> int:
     return EXIT_OK if outcome in ("answer", "question") else EXIT_FAILED
 
 
-def decide(event: ApprovalNeeded, *, auto: bool) -> bool:
+def decide(event: ev.ApprovalNeeded, *, auto: bool) -> bool:
     if auto:
         return True
     if not sys.stdin.isatty():
@@ -216,40 +201,40 @@ def decide(event: ApprovalNeeded, *, auto: bool) -> bool:
     return reply.strip().lower() in ("y", "yes")
 
 
-def show(event: Event, out: TextIO, *, as_json: bool) -> None:
+def show(event: ev.Event, out: TextIO, *, as_json: bool) -> None:
     if as_json:
         out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
         out.flush()
         return
-    if isinstance(event, AnswerDelta):  # the whole answer is printed when it is final
+    if isinstance(event, ev.AnswerDelta):  # the whole answer is printed when it is final
         return
     line: str | None = None
     match event:
-        case RunStarted():
+        case ev.RunStarted():
             line = f"▶ {event.message[:100]}"
-        case ToolCall():
+        case ev.ToolCall():
             line = f"  → {event.name}({json.dumps(event.args, ensure_ascii=False)[:120]})"
-        case ToolResult():
+        case ev.ToolResult():
             first = event.output.strip().splitlines()[0][:120] if event.output.strip() else ""
             line = f"    {'✓' if event.ok else '✗'} {first}"
-        case Screenshot():
+        case ev.Screenshot():
             line = f"    [screenshot] {event.title or '(untitled)'} — {event.url}"
-        case Blocked():
+        case ev.Blocked():
             line = f"    ⛔ blocked {event.url[:100]}: {event.reason}"
-        case Verdict():
+        case ev.Verdict():
             marks = ", ".join(f"{'✓' if c.met else '✗'} {c.criterion}" for c in event.checks)
             line = f"  review {event.round}: {marks}" + ("" if event.success else f" — {event.feedback}")
-        case ApprovalNeeded():
+        case ev.ApprovalNeeded():
             line = f"  ? approval needed for {event.name}"
-        case FinalAnswer():
+        case ev.FinalAnswer():
             line = f"\n{event.text}"
-        case Question():
+        case ev.Question():
             line = f"\nQuestion: {event.text}"
-        case ErrorEvent():
+        case ev.ErrorEvent():
             print(f"error: {event.message}", file=sys.stderr)
-        case Cancelled():
+        case ev.Cancelled():
             line = event.reason
-        case Finished():
+        case ev.Finished():
             line = f"\n({event.seconds:.1f} s, {event.model_calls} model calls, {event.tokens} tokens)"
     if line is not None:
         out.write(line + "\n")

@@ -15,22 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sidekick.events import (
-    ApprovalAnswered,
-    ApprovalNeeded,
-    Blocked,
-    Cancelled,
-    ErrorEvent,
-    Event,
-    FinalAnswer,
-    Finished,
-    Question,
-    RunStarted,
-    Screenshot,
-    ToolCall,
-    ToolResult,
-    Verdict,
-)
+from sidekick import events as ev
 from sidekick.store import RecordedRun
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -52,7 +37,7 @@ def to_json(thread_id: str, title: str, runs: Sequence[RecordedRun]) -> dict[str
         events = []
         for at, event in zip(run.times, run.events, strict=True):
             data = {"at": at, **event.to_json()}
-            if isinstance(event, Screenshot) and event.png:
+            if isinstance(event, ev.Screenshot) and event.png:
                 data["png_base64"] = base64.b64encode(event.png).decode()
             events.append(data)
         out_runs.append({"run_id": run.run_id, "events": events})
@@ -83,17 +68,17 @@ def _run_html(run: RecordedRun) -> str:
     e = html.escape
     out: list[str] = []
     start = run.times[0] if run.times else 0.0
-    results = {ev.call_id: ev for ev in run.events if isinstance(ev, ToolResult)}
+    results = {r.call_id: r for r in run.events if isinstance(r, ev.ToolResult)}
     for at, event in zip(run.times, run.events, strict=True):
         when = f"<span class='meta'>+{at - start:.1f} s</span>"
         match event:
-            case RunStarted() if event.message:
+            case ev.RunStarted() if event.message:
                 out.append(f"<h2>{e(event.message)}</h2>")
                 out.append(f"<p class='meta'>Success criteria: {e(event.criteria)} · "
                            f"{e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at)))}</p>")
-            case RunStarted():
+            case ev.RunStarted():
                 out.append("<p class='meta'>(continued after an approval)</p>")
-            case ToolCall():
+            case ev.ToolCall():
                 result = results.get(event.call_id)
                 mark = "⏳" if result is None else ("✅" if result.ok else "⚠️")
                 seconds = f" · {result.seconds:.2f} s" if result is not None else ""
@@ -102,7 +87,7 @@ def _run_html(run: RecordedRun) -> str:
                            f"{seconds} {when}</div>")
                 if result is not None:
                     out.append(f"<pre>{e(result.output[:2000])}</pre>")
-            case Screenshot():
+            case ev.Screenshot():
                 if event.png:
                     data = base64.b64encode(event.png).decode()
                     caption = f"{e(event.title or 'Untitled')} — {e(event.url)} {when}"
@@ -110,10 +95,10 @@ def _run_html(run: RecordedRun) -> str:
                                f"<figcaption>{caption}</figcaption></figure>")
                 else:
                     out.append(f"<p class='meta'>(screenshot of {e(event.url)} no longer kept)</p>")
-            case Blocked():
+            case ev.Blocked():
                 url = e(event.url[:200])
                 out.append(f"<div class='step bad'>⛔ blocked <code>{url}</code> — {e(event.reason)}</div>")
-            case Verdict():
+            case ev.Verdict():
                 out.append(f"<div class='step'><b>Review {event.round}: "
                            f"{'passed' if event.success else 'sent back'}</b> {when}<ul>")
                 for check in event.checks:
@@ -123,22 +108,22 @@ def _run_html(run: RecordedRun) -> str:
                 if not event.success and event.feedback:
                     out.append(f"<p class='meta'>Feedback: {e(event.feedback)}</p>")
                 out.append("</div>")
-            case ApprovalNeeded():
+            case ev.ApprovalNeeded():
                 out.append(f"<div class='step'>✋ approval asked for <b>{e(event.name)}</b></div>")
-            case ApprovalAnswered():
+            case ev.ApprovalAnswered():
                 out.append(f"<div class='step'>{'👍 approved' if event.approved else '🚫 denied'}</div>")
-            case FinalAnswer():
+            case ev.FinalAnswer():
                 note = "" if event.accepted else "<p class='meta'>Best effort: did not pass every check.</p>"
                 out.append(f"<div class='answer'>{e(event.text)}</div>{note}")
-            case Question():
+            case ev.Question():
                 out.append(f"<div class='answer'>❓ {e(event.text)}</div>")
-            case ErrorEvent():
+            case ev.ErrorEvent():
                 out.append(f"<p class='bad'>⚠️ {e(event.message)}</p>")
-            case Cancelled():
+            case ev.Cancelled():
                 out.append(f"<p class='meta'>⏹️ {e(event.reason)}</p>")
-            case Finished():
+            case ev.Finished():
                 out.append(f"<p class='meta'>{event.seconds:.1f} s · {event.model_calls} model calls · "
                            f"{event.tokens:,} tokens</p>")
-            case Event():
+            case ev.Event():
                 pass
     return "".join(out)

@@ -27,6 +27,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from sidekick import events as ev
 from sidekick.agent import prompts
 from sidekick.agent.context import RunContext
 from sidekick.agent.graph import build_graph
@@ -34,19 +35,6 @@ from sidekick.agent.state import State, TurnInput
 from sidekick.closing import close_quietly
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, ModelError, RunInProgressError, SidekickError
-from sidekick.events import (
-    ApprovalAnswered,
-    ApprovalNeeded,
-    Blocked,
-    Cancelled,
-    ErrorEvent,
-    Event,
-    FinalAnswer,
-    Finished,
-    Question,
-    RunStarted,
-    Screenshot,
-)
 from sidekick.models import Models, explain_model_error
 from sidekick.store import BaseStore
 from sidekick.tools.base import BrowserGetter, ToolContext
@@ -70,12 +58,12 @@ class RunHandle:
 
     run_id: str
     thread_id: str
-    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+    events: queue.Queue[ev.Event] = field(default_factory=queue.Queue)
     done: threading.Event = field(default_factory=threading.Event)
 
-    def drain(self, timeout: float = 0.0) -> list[Event]:
+    def drain(self, timeout: float = 0.0) -> list[ev.Event]:
         """Every event queued now; waits up to ``timeout`` for the first one."""
-        out: list[Event] = []
+        out: list[ev.Event] = []
         try:
             out.append(self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait())
             while True:
@@ -84,14 +72,14 @@ class RunHandle:
             pass
         return out
 
-    def iter_events(self, poll: float = 0.1, deadline: float | None = None) -> Iterator[Event]:
+    def iter_events(self, poll: float = 0.1, deadline: float | None = None) -> Iterator[ev.Event]:
         """Events as they come, until ``Finished``; TimeoutError past ``deadline`` (``time.monotonic``)."""
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("no Finished event before the deadline")
             for event in self.drain(timeout=poll):
                 yield event
-                if isinstance(event, Finished):
+                if isinstance(event, ev.Finished):
                     return
 
 
@@ -105,11 +93,11 @@ class Recorder:
         self._thread_id = thread_id
         self._run_id = run_id
         self._flush_seconds = flush_seconds
-        self._queue: asyncio.Queue[tuple[int, float, Event] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, float, ev.Event] | None] = asyncio.Queue()
         self._seq = 0
         self._writer: asyncio.Task[None] | None = None
 
-    def add(self, event: Event) -> None:
+    def add(self, event: ev.Event) -> None:
         self._seq += 1
         self._queue.put_nowait((self._seq, time.time(), event))
 
@@ -208,7 +196,7 @@ class Runner:
         self._thread_id: str | None = None
         # The screen the thread's last run ended on, for vision on its next turn; forgotten when the
         # browser is reset or closed (it no longer shows that page).
-        self._screen: tuple[str, Screenshot] | None = None
+        self._screen: tuple[str, ev.Screenshot] | None = None
         self._busy = False
         self.closed = False
 
@@ -247,9 +235,9 @@ class Runner:
 
     def report_blocked(self, url: str, reason: str) -> None:
         """The web policy stopped a request of this session; shown in the run's steps."""
-        self.emit(Blocked(url=url[:500], reason=reason))
+        self.emit(ev.Blocked(url=url[:500], reason=reason))
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: ev.Event) -> None:
         """Send an event to the run in progress (events outside a run have nobody to see them)."""
         run = self._run
         if run is not None and self.running:
@@ -346,9 +334,9 @@ class Runner:
             "configurable": {"thread_id": handle.thread_id},
             "recursion_limit": self.settings.recursion_limit,
         }
-        emit(RunStarted(run_id=handle.run_id, thread_id=handle.thread_id, message=message, criteria=criteria))
+        emit(ev.RunStarted(run_id=handle.run_id, thread_id=handle.thread_id, message=message, criteria=criteria))
         if resume is not None:
-            emit(ApprovalAnswered(approved=bool(resume.get("approved"))))
+            emit(ev.ApprovalAnswered(approved=bool(resume.get("approved"))))
         try:
             graph = await self._built()
             await self._repair(graph, config, resuming=resume is not None)
@@ -368,16 +356,16 @@ class Runner:
                         pending = update["__interrupt__"]
             if pending:
                 request = pending[0].value
-                emit(ApprovalNeeded(call_id=request["call_id"], name=request["name"], args=dict(request["args"])))
+                emit(ev.ApprovalNeeded(call_id=request["call_id"], name=request["name"], args=dict(request["args"])))
                 outcome = "approval"
             else:
                 outcome = await self._conclude(graph, config, run)
         except asyncio.CancelledError:
-            emit(Cancelled(reason="Stopped. The conversation is kept; send a new message to go on."))
+            emit(ev.Cancelled(reason="Stopped. The conversation is kept; send a new message to go on."))
             outcome = "cancelled"
         except TimeoutError:
             emit(
-                ErrorEvent(
+                ev.ErrorEvent(
                     message=f"The task took longer than {self.settings.turn_timeout_seconds:g} s and was stopped. "
                     "Try a smaller step, or raise SIDEKICK_TURN_TIMEOUT.",
                     category="timeout",
@@ -385,7 +373,7 @@ class Runner:
             )
         except GraphRecursionError:
             emit(
-                FinalAnswer(
+                ev.FinalAnswer(
                     text="I ran out of steps for this turn before finishing "
                     f"(SIDEKICK_RECURSION_LIMIT={self.settings.recursion_limit}). "
                     "Ask me to continue, or narrow the task.",
@@ -394,18 +382,18 @@ class Runner:
             )
             outcome = "answer"
         except ConfigError as exc:
-            emit(ErrorEvent(message=str(exc), category="config"))
+            emit(ev.ErrorEvent(message=str(exc), category="config"))
         except ModelError as exc:
-            emit(ErrorEvent(message=str(exc), category="model"))
+            emit(ev.ErrorEvent(message=str(exc), category="model"))
         except SidekickError as exc:
-            emit(ErrorEvent(message=str(exc), category="internal"))
+            emit(ev.ErrorEvent(message=str(exc), category="internal"))
         except Exception as exc:
             model_error = explain_model_error(exc, self.settings)
             if model_error is not None:
-                emit(ErrorEvent(message=str(model_error), category="model"))
+                emit(ev.ErrorEvent(message=str(model_error), category="model"))
             else:
                 log.exception("Run %s failed", handle.run_id)
-                emit(ErrorEvent(message=f"Something went wrong ({type(exc).__name__}). The session still works; "
+                emit(ev.ErrorEvent(message=f"Something went wrong ({type(exc).__name__}). The session still works; "
                                 "try again.", category="internal"))
         finally:
             if outcome in ("cancelled", "error") and self._graph is not None:
@@ -424,7 +412,7 @@ class Runner:
                 self._screen = (handle.thread_id, run.screen)
             # Recorded now, delivered once the record is written (_recorded): whoever sees Finished
             # may start the next turn at once, and finds the record complete and the runner free.
-            run.finished = Finished(
+            run.finished = ev.Finished(
                 outcome=outcome,
                 seconds=time.monotonic() - started,
                 model_calls=run.stats.model_calls,
@@ -442,16 +430,16 @@ class Runner:
                     text = answer.removeprefix("Question:").strip()
                 else:
                     text = state.get("feedback") or answer
-                run.emit(Question(text=text))
+                run.emit(ev.Question(text=text))
                 return "question"
             case "accepted":
-                run.emit(FinalAnswer(text=answer, accepted=True))
+                run.emit(ev.FinalAnswer(text=answer, accepted=True))
             case _:
                 note = (
                     f"\n\n_This answer did not pass review after {state.get('evaluations', 0)} round(s). "
                     f"Reviewer's last feedback: {state.get('feedback') or 'none'}_"
                 )
-                run.emit(FinalAnswer(text=answer + note, accepted=False))
+                run.emit(ev.FinalAnswer(text=answer + note, accepted=False))
         return "answer"
 
     async def _repair(self, graph: Graph, config: RunnableConfig, *, resuming: bool) -> None:

@@ -18,23 +18,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from sidekick import events as ev
 from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.errors import ConfigError, SidekickError
-from sidekick.events import (
-    AnswerDelta,
-    ApprovalAnswered,
-    Blocked,
-    Cancelled,
-    ErrorEvent,
-    Event,
-    FinalAnswer,
-    Finished,
-    Question,
-    Screenshot,
-    ToolCall,
-    ToolResult,
-    Verdict,
-)
 from sidekick.facade import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, ResourceReport, Sidekick
 from sidekick.ui import bindings
 from sidekick.ui.tab import TabState, Turn
@@ -279,11 +265,11 @@ def follow_run(
     in session_state."""
     while state.run is not None:
         new = state.absorb(timeout=POLL_SECONDS)
-        if any(isinstance(e, Screenshot) for e in new):
+        if any(isinstance(e, ev.Screenshot) for e in new):
             redraw_shot()
-        if any(not isinstance(e, Screenshot | AnswerDelta) for e in new):
+        if any(not isinstance(e, ev.Screenshot | ev.AnswerDelta) for e in new):
             redraw_turn()
-        if any(not isinstance(e, Screenshot) for e in new):
+        if any(not isinstance(e, ev.Screenshot) for e in new):
             redraw_draft()
     st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
@@ -325,11 +311,11 @@ def render_turn(turn: Turn, *, live: bool, download: Callable[[], None] | None =
             download()
 
 
-def steps(events: list[Event], *, live: bool) -> None:
-    calls = [e for e in events if isinstance(e, ToolCall)]
-    results = {e.call_id: e for e in events if isinstance(e, ToolResult)}
-    blocked = [e for e in events if isinstance(e, Blocked)]
-    failed = any(isinstance(e, ErrorEvent | Cancelled) for e in events)
+def steps(events: list[ev.Event], *, live: bool) -> None:
+    calls = [e for e in events if isinstance(e, ev.ToolCall)]
+    results = {e.call_id: e for e in events if isinstance(e, ev.ToolResult)}
+    blocked = [e for e in events if isinstance(e, ev.Blocked)]
+    failed = any(isinstance(e, ev.ErrorEvent | ev.Cancelled) for e in events)
     if not calls and not blocked and not live:
         return
     label = f"Working… {len(calls)} step{'s' if len(calls) != 1 else ''}" if live else (
@@ -347,40 +333,40 @@ def steps(events: list[Event], *, live: bool) -> None:
             st.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
 
 
-def draft_of(events: list[Event]) -> str:
+def draft_of(events: list[ev.Event]) -> str:
     """The reply being streamed now: the pieces since the last step, review or answer."""
     pieces: list[str] = []
     for event in events:
-        if isinstance(event, AnswerDelta):
+        if isinstance(event, ev.AnswerDelta):
             pieces.append(event.text)
-        elif not isinstance(event, Screenshot | Blocked):
+        elif not isinstance(event, ev.Screenshot | ev.Blocked):
             pieces = []
     return "".join(pieces)
 
 
-def outcome(events: list[Event]) -> None:
+def outcome(events: list[ev.Event]) -> None:
     for event in events:
-        if isinstance(event, Verdict):
+        if isinstance(event, ev.Verdict):
             checklist(event)
     for event in events:
         match event:
-            case FinalAnswer():
+            case ev.FinalAnswer():
                 st.markdown(event.text)
                 if not event.accepted:
                     st.caption("⚠️ Best effort: this answer did not pass every check.")
-            case Question():
+            case ev.Question():
                 st.info(event.text, icon="❓")
-            case ErrorEvent():
+            case ev.ErrorEvent():
                 st.error(event.message, icon="⚠️")
-            case Cancelled():
+            case ev.Cancelled():
                 st.warning(event.reason, icon="⏹️")
-            case ApprovalAnswered():
+            case ev.ApprovalAnswered():
                 st.caption("👍 You approved it." if event.approved else "🚫 You denied it.")
-            case Finished():
+            case ev.Finished():
                 st.caption(f"{event.seconds:.1f} s · {event.model_calls} model calls · {event.tokens:,} tokens")
 
 
-def checklist(verdict: Verdict) -> None:
+def checklist(verdict: ev.Verdict) -> None:
     title = f"Review {verdict.round}: {'passed' if verdict.success else 'sent back'}"
     with st.expander(("✅ " if verdict.success else "🔁 ") + title, expanded=False):
         for check in verdict.checks:
@@ -438,7 +424,7 @@ def browse_box(core: Sidekick, sid: str, state: TabState) -> None:
 
 def screenshot_view(state: TabState) -> None:
     turn = state.current()
-    shots = [e for e in turn.events if isinstance(e, Screenshot)] if turn else []
+    shots = [e for e in turn.events if isinstance(e, ev.Screenshot)] if turn else []
     if not shots:
         shot = state.browse_shot
         if shot is None:
