@@ -50,22 +50,11 @@ WHOAMI = (
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(llm: FakeOpenAI) -> None:
-    llm.reset()
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory, llm: FakeOpenAI) -> Iterator[DashboardServer]:
+def dashboard(tmp_path_factory: pytest.TempPathFactory, llm_server: FakeOpenAI) -> Iterator[DashboardServer]:
     """Overrides conftest's: this dashboard has a model (the fake) and may browse 127.0.0.1."""
     server = sidekick_server(
         tmp_path_factory.mktemp("dashboard"),
-        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_BASE_URL=llm_server.base_url,
         OPENAI_API_KEY="test",
         SIDEKICK_ALLOW_PRIVATE_NETWORK="1",
         SIDEKICK_MODEL_RETRIES="0",

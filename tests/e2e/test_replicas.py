@@ -43,12 +43,6 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as srv:
-        yield srv
-
-
 @pytest.fixture
 def database(cluster: Cluster, request: pytest.FixtureRequest) -> str:
     return cluster.create_database(f"replicas_{request.node.name[-40:].lower().replace('-', '_')}")

@@ -62,21 +62,10 @@ def provider(tmp_path_factory: pytest.TempPathFactory, redirect_uri: str) -> Ite
 
 
 @pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _fresh_llm(llm: FakeOpenAI) -> None:
-    llm.reset()
-
-
-@pytest.fixture(scope="module")
 def dashboard(
     tmp_path_factory: pytest.TempPathFactory,
     provider: OidcProvider,
-    llm: FakeOpenAI,
+    llm_server: FakeOpenAI,
     dashboard_port: int,
     redirect_uri: str,
 ) -> Iterator[DashboardServer]:
@@ -85,7 +74,7 @@ def dashboard(
         tmp_path_factory.mktemp("dashboard"),
         secrets=provider.streamlit_secrets(redirect_uri),
         port=dashboard_port,
-        OPENAI_BASE_URL=llm.base_url,
+        OPENAI_BASE_URL=llm_server.base_url,
         OPENAI_API_KEY="test",
         SIDEKICK_MODEL_RETRIES="0",
     )

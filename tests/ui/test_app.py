@@ -27,12 +27,6 @@ APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
 RUN_TIMEOUT = 60.0  # one turn, including a Chromium launch, on a loaded 2-core machine
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as srv:
-        yield srv
-
-
 def _close_core() -> None:
     sidekick.facade.close_sidekick()
 
