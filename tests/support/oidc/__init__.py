@@ -153,10 +153,12 @@ class OidcProvider:
             for attempt in range(1, attempts + 1):
                 self.port = free_port()
                 self._log = open(self.log_path, "ab")  # closed by close()
-                command = [node, str(SCRIPT), "--port", str(self.port), "--client-id", self.client_id,
-                           "--client-secret", self.client_secret, "--accounts", json.dumps(accounts)]  # fmt: skip
+                # --name=value: a random secret may begin with "-", which node's parseArgs would
+                # take for another option.
+                command = [node, str(SCRIPT), f"--port={self.port}", f"--client-id={self.client_id}",
+                           f"--client-secret={self.client_secret}", f"--accounts={json.dumps(accounts)}"]  # fmt: skip
                 for uri in self.redirect_uris:
-                    command += ["--redirect-uri", uri]
+                    command += [f"--redirect-uri={uri}"]
                 self._proc = subprocess.Popen(
                     command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
                 )
