@@ -28,7 +28,8 @@ def _kind(proc: psutil.Process) -> str | None:
     return None
 
 
-def _memory(proc: psutil.Process) -> int:
+def memory_bytes(proc: psutil.Process) -> int:
+    """A process's memory: PSS (shared pages split fairly), else RSS; 0 once it is gone."""
     try:
         try:
             return int(proc.memory_full_info().pss)
@@ -83,7 +84,7 @@ def browser_processes(pid: int | None = None, *, memory: bool = True) -> Process
     for child in children:
         kind = _kind(child)
         if kind is not None and _alive(child):
-            procs.append(Proc(child.pid, kind, _memory(child) if memory else 0))
+            procs.append(Proc(child.pid, kind, memory_bytes(child) if memory else 0))
     return ProcessReport(tuple(procs))
 
 

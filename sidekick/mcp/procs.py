@@ -25,6 +25,8 @@ import anyio
 import psutil
 from anyio.abc import Process
 
+from sidekick.procs import memory_bytes
+
 GRACE_SECONDS = 1.0
 _POLL_SECONDS = 0.05
 
@@ -167,14 +169,6 @@ class McpProcessReport:
         return self.total_bytes / 2**20
 
 
-def _memory(proc: psutil.Process) -> int:
-    try:
-        try:
-            return int(proc.memory_full_info().pss)
-        except (psutil.AccessDenied, AttributeError):
-            return int(proc.memory_info().rss)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return 0
 
 
 def mcp_processes(*, memory: bool = True) -> McpProcessReport:
@@ -188,11 +182,11 @@ def mcp_processes(*, memory: bool = True) -> McpProcessReport:
     for proc in _group_members(groups):
         with suppress(ProcessLookupError, psutil.NoSuchProcess):
             label = groups.get(os.getpgid(proc.pid), "?")
-            found[proc.pid] = McpProc(proc.pid, label, _memory(proc) if memory else 0)
+            found[proc.pid] = McpProc(proc.pid, label, memory_bytes(proc) if memory else 0)
     for pgid, label in groups.items():
         for proc in tree(pgid):
             if proc.pid not in found:
-                found[proc.pid] = McpProc(proc.pid, label, _memory(proc) if memory else 0)
+                found[proc.pid] = McpProc(proc.pid, label, memory_bytes(proc) if memory else 0)
     return McpProcessReport(tuple(found.values()))
 
 

@@ -22,7 +22,7 @@ from sidekick.store.postgres import PostgresStore
 from tests.support.dashboard import ERROR, IMAGE, DashboardServer, is_alive, open_app, sidekick_server, wait_idle
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
-from tests.support.postgres import Cluster, PostgresUnavailable, postgres_cluster
+from tests.support.postgres import Cluster, cluster_or_skip
 from tests.support.replicas import Balancer, cookie_for, nginx_binary
 from tests.support.runs import verdict
 from tests.support.waiting import wait_until
@@ -36,11 +36,8 @@ LEASE_SECONDS = 6
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    try:
-        with postgres_cluster() as running:
-            yield running
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+    with cluster_or_skip() as running:
+        yield running
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from sidekick.store import BaseStore, SqliteStore
 from sidekick.store.postgres import PostgresStore
-from tests.support.postgres import Cluster, PostgresUnavailable, postgres_cluster
+from tests.support.postgres import Cluster, cluster_or_skip
 
 MakeStore = Callable[..., Awaitable[BaseStore]]
 """The ``stores`` fixture: ``await make(screenshot_budget=…)``, another server on the same data
@@ -27,21 +27,15 @@ _databases = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    try:
-        with postgres_cluster() as running:
-            yield running
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+    with cluster_or_skip() as running:
+        yield running
 
 
 @pytest.fixture
 def own_cluster() -> Iterator[Cluster]:
     """A cluster for this test alone: one it may stop and start."""
-    try:
-        with postgres_cluster() as running:
-            yield running
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+    with cluster_or_skip() as running:
+        yield running
 
 
 @pytest.fixture

@@ -129,3 +129,16 @@ def postgres_cluster() -> Iterator[Cluster]:
             cluster.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster_or_skip() -> Iterator[Cluster]:
+    """A throwaway cluster for a fixture; without PostgreSQL's binaries the test skips, saying how
+    to install them (the only reason these tests skip)."""
+    import pytest
+
+    try:
+        with postgres_cluster() as running:
+            yield running
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
