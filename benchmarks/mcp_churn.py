@@ -32,23 +32,13 @@ import psutil
 from sidekick.config import Settings
 from sidekick.mcp import McpConfig, McpHub, ServerConfig, mcp_processes
 from tests.mcp.servers import ensure_node_servers, files_server, time_server, toy_server
+from tests.support.waiting import alive_pids
 
 KINDS = {
     "time": (lambda: time_server(), "time__get_current_time", {"timezone": "UTC"}),
     "wrapper": (lambda: toy_server(wrapped=True), "toy__echo", {"text": "hi"}),
     "npx": (lambda: files_server(), "files__list_allowed_directories", {}),
 }
-
-
-def _alive(pids: set[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -94,7 +84,7 @@ async def churn(kind: str, sessions: int, concurrency: int, root: Path) -> dict[
         began = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(sessions)))
         wall = time.perf_counter() - began
-        left_after_sessions = len(_alive(seen)) + mcp_processes(memory=False).processes
+        left_after_sessions = len(alive_pids(seen)) + mcp_processes(memory=False).processes
     return {
         "kind": kind,
         "sessions": sessions,
@@ -105,7 +95,7 @@ async def churn(kind: str, sessions: int, concurrency: int, root: Path) -> dict[
         "processes_per_server": round(len(seen) / max(len(calls), 1), 2),
         "peak_processes": peak,
         "left": left_after_sessions,
-        "left_after_exit": len(_alive(seen)) + mcp_processes(memory=False).processes,
+        "left_after_exit": len(alive_pids(seen)) + mcp_processes(memory=False).processes,
         "errors": errors[:5],
         "error_count": len(errors),
     }

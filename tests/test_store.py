@@ -7,14 +7,12 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
-from langgraph.graph import START, MessagesState, StateGraph
 
 from sidekick.errors import SidekickError, StoreError
 from sidekick.store import TITLE_CHARS, Store
+from tests.support.runs import write_turn
 
 
 @pytest.fixture
@@ -26,19 +24,6 @@ async def db(tmp_path: Path) -> AsyncIterator[Store]:
         await opened.aclose()
 
 
-async def write_turn(store: Store, thread_id: str, user: str, reply: str) -> None:
-    """One real graph step on the store's checkpointer: the user's message and a reply, as a run
-    leaves them (a tool call in between, which the transcript must skip)."""
-
-    def answer(state: MessagesState) -> dict[str, Any]:
-        call = AIMessage("", tool_calls=[{"id": f"c-{len(state['messages'])}", "name": "read_page", "args": {}}])
-        return {"messages": [call, AIMessage(reply)]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("answer", answer)
-    graph.add_edge(START, "answer")
-    compiled = graph.compile(checkpointer=store.checkpointer)
-    await compiled.ainvoke({"messages": [("user", user)]}, {"configurable": {"thread_id": thread_id}})
 
 
 def checkpoint_rows(path: Path, thread_id: str) -> int:

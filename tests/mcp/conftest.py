@@ -7,7 +7,6 @@ server process of ours is left (by process group, so a reparented wrapper child 
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from sidekick.config import Settings
 from sidekick.mcp import McpConfig, McpHub, ServerConfig, mcp_processes
 from tests.mcp.servers import NODE_PREFIX, ensure_node_servers
+from tests.support.waiting import alive_pids, until_empty
 
 
 @pytest.fixture(scope="session")
@@ -50,24 +50,7 @@ async def make_hub(settings: Settings) -> AsyncIterator[HubFactory]:
 
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     """The PIDs of ``pids`` still alive (zombies count as gone) after up to ``timeout`` seconds."""
-    import psutil
-
-    def alive() -> list[int]:
-        out = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    out.append(pid)
-            except psutil.NoSuchProcess:
-                pass
-        return out
-
-    deadline = time.monotonic() + timeout
-    left = alive()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = alive()
-    return left
+    return until_empty(lambda: alive_pids(pids), timeout, interval=0.05)
 
 
 @pytest.fixture(scope="session", autouse=True)

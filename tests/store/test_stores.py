@@ -10,31 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage
-from langgraph.graph import START, MessagesState, StateGraph
 
 from sidekick.errors import SidekickError, StoreError
 from sidekick.events import ErrorEvent, FinalAnswer, Finished, RunStarted, Screenshot
 from sidekick.store import INTERRUPTED, TITLE_CHARS, BaseStore, LeaseHeldError
 from tests.store.conftest import MakeStore
-
-
-async def write_turn(store: BaseStore, thread_id: str, user: str, reply: str) -> None:
-    """One real graph step on the store's checkpointer: the user's message, a tool call the
-    transcript must skip, and a reply."""
-
-    def answer(state: MessagesState) -> dict[str, Any]:
-        call = AIMessage("", tool_calls=[{"id": f"c-{len(state['messages'])}", "name": "read_page", "args": {}}])
-        return {"messages": [call, AIMessage(reply)]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("answer", answer)
-    graph.add_edge(START, "answer")
-    compiled = graph.compile(checkpointer=store.checkpointer)
-    await compiled.ainvoke({"messages": [("user", user)]}, {"configurable": {"thread_id": thread_id}})
+from tests.support.runs import write_turn
 
 
 def shot(i: int) -> Screenshot:

@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
+
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.events import Event, Finished
@@ -98,3 +101,17 @@ async def collect(handle: RunHandle, timeout: float = 30.0) -> list[Event]:
 
 def of(events: list[Event], kind: type) -> list[Any]:
     return [e for e in events if isinstance(e, kind)]
+
+async def write_turn(store: BaseStore, thread_id: str, user: str, reply: str) -> None:
+    """One real graph step on the store's checkpointer: the user's message, a tool call the
+    transcript must skip, and a reply."""
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        call = AIMessage("", tool_calls=[{"id": f"c-{len(state['messages'])}", "name": "read_page", "args": {}}])
+        return {"messages": [call, AIMessage(reply)]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "answer")
+    compiled = graph.compile(checkpointer=store.checkpointer)
+    await compiled.ainvoke({"messages": [("user", user)]}, {"configurable": {"thread_id": thread_id}})

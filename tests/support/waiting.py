@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
+
+import psutil
 
 C = TypeVar("C", bound=Collection[Any])
 
@@ -45,3 +47,15 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interv
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what or 'condition'} not reached within {timeout:g} s (last: {value!r})")
         await asyncio.sleep(interval)
+
+
+def alive_pids(pids: Iterable[int]) -> list[int]:
+    """The PIDs that still run (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
