@@ -33,6 +33,12 @@ class Settings:
         "SIDEKICK_BROWSER_PATH", None, "Chromium executable to use instead of discovering one."
     )
     headless: bool = _setting("SIDEKICK_HEADLESS", True, "0 shows the browser window (needs a display).")
+    browser_endpoints: str = _setting(
+        "SIDEKICK_BROWSER_ENDPOINTS",
+        "",
+        "Comma-separated Playwright browser servers (ws://host:3000/) or cdp:http://host:9222 endpoints "
+        "to run sessions on, least-loaded first (default: launch Chromium here).",
+    )
     idle_minutes: float = _setting(
         "SIDEKICK_IDLE_MINUTES", 15.0, "Close a session's browser context after this long without use."
     )
@@ -127,6 +133,11 @@ class Settings:
         "SIDEKICK_ALLOW_PRIVATE_NETWORK", False, "1 lets the browser reach localhost and private addresses."
     )
     allow_downloads: bool = _setting("SIDEKICK_ALLOW_DOWNLOADS", False, "1 lets pages download files.")
+    guard_listen: str | None = _setting(
+        "SIDEKICK_GUARD_LISTEN",
+        None,
+        "host:port for the web policy proxy that remote browsers use (an address the browser hosts can reach).",
+    )
     auto_approve: bool = _setting(
         "SIDEKICK_AUTO_APPROVE", False, "1 runs side-effecting tools (files, Python, notifications) without asking."
     )
