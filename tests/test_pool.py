@@ -10,6 +10,7 @@ import pytest
 
 from sidekick.browser.context import Timeouts
 from sidekick.browser.pool import BrowserPool
+from sidekick.browser.state import BrowserState
 from sidekick.config import Settings
 from sidekick.procs import browser_processes
 from tests.support.fakes.site import LocalSite
@@ -71,3 +72,23 @@ async def test_a_close_that_times_out_kills_only_its_own_processes(
     finally:
         await fresh.aclose()
         await other.aclose()
+
+
+async def test_a_saved_state_opens_a_context_with_its_cookies_and_storage(pool: BrowserPool, site: LocalSite) -> None:
+    first = await pool.new_session_browser()
+    await first.goto(site.url("/"))
+    await first.page.evaluate("document.cookie = 'signed=in; max-age=3600'; localStorage.setItem('k', 'v')")
+    state = BrowserState(storage=await first.context.storage_state(), url=first.page.url)
+    await first.aclose()
+    await pool.warm()  # a spare is ready: a restored session must not take it (it has no cookies)
+    restored = await pool.new_session_browser(state=state)
+    fresh = await pool.new_session_browser()
+    try:
+        assert restored.page.url == "about:blank"  # not navigated: the caller goes to state.url
+        await restored.goto(state.url or "")
+        assert await restored.page.evaluate("[document.cookie, localStorage.getItem('k')]") == ["signed=in", "v"]
+        await fresh.goto(site.url("/"))
+        assert await fresh.page.evaluate("[document.cookie, localStorage.getItem('k')]") == ["", None]
+    finally:
+        await restored.aclose()
+        await fresh.aclose()

@@ -21,6 +21,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.browser.context import CRASHED, PreparedContext, Report, SessionBrowser, Timeouts, first_line
+from sidekick.browser.state import BrowserState
 from sidekick.closing import close_quietly
 from sidekick.config import Settings
 from sidekick.errors import BrowserCrashedError, BrowserError, BrowserUnavailableError, SessionClosedError
@@ -185,7 +186,7 @@ class BrowserPool:
         if pw is not None:
             await close_quietly(pw.stop(), self.timeouts.close, "Stopping Playwright")
 
-    async def _new(self) -> PreparedContext:
+    async def _new(self, state: BrowserState | None = None) -> PreparedContext:
         browser = await self._ensure_browser()
         generation = self._generation
         try:
@@ -195,6 +196,7 @@ class BrowserPool:
                     accept_downloads=self.settings.allow_downloads,
                     # Service workers' requests would bypass the web policy's routing.
                     service_workers="block",
+                    storage_state=state.storage if state is not None else None,  # type: ignore[arg-type]
                 ),
                 self.timeouts.context,
                 "Opening a browser context",
@@ -235,17 +237,25 @@ class BrowserPool:
         if self._warm_spare and not self._closed and self._spare is None and idle:
             self._spare_task = asyncio.get_running_loop().create_task(self._refill_spare())
 
-    async def new_session_browser(self, report: Report | None = None) -> SessionBrowser:
+    async def new_session_browser(
+        self, report: Report | None = None, state: BrowserState | None = None
+    ) -> SessionBrowser:
         """A fresh context and page for one session (the warm spare when there is one); ``report``
-        hears of every request the web policy stops in it."""
+        hears of every request the web policy stops in it. With a saved ``state`` the context opens
+        with its cookies and local storage (not the spare, which has none); the caller goes back to
+        ``state.url`` itself."""
         if self._closed:
             raise SessionClosedError("The browser pool is shut down.")
-        prepared, self._spare = self._spare, None
+        if state is not None and state.empty:
+            state = None
+        prepared = None
+        if state is None:
+            prepared, self._spare = self._spare, None
         if prepared is not None and not self.is_current(prepared.generation):
             await prepared.aclose(self.timeouts.close)
             prepared = None
         if prepared is None:
-            prepared = await self._new()
+            prepared = await self._new(state)
         # No refill here: warming a context costs Chromium about 0.1 s of CPU, and started now it
         # competes with this session's first page load (measured on 2 cores: navigate + screenshot
         # 179 ms with the refill running alongside, 92 ms without). The session asks for it once
