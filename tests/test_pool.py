@@ -78,7 +78,7 @@ async def test_a_saved_state_opens_a_context_with_its_cookies_and_storage(pool: 
     first = await pool.new_session_browser()
     await first.goto(site.url("/"))
     await first.page.evaluate("document.cookie = 'signed=in; max-age=3600'; localStorage.setItem('k', 'v')")
-    state = BrowserState(storage=await first.context.storage_state(), url=first.page.url)
+    state = BrowserState(storage=dict(await first.context.storage_state()), url=first.page.url)
     await first.aclose()
     await pool.warm()  # a spare is ready: a restored session must not take it (it has no cookies)
     restored = await pool.new_session_browser(state=state)
