@@ -35,6 +35,18 @@ and 1.08-1.17 s. The route layer costs a round trip through the driver per reque
 Playwright turns off Chromium's HTTP cache for any context with routes. The route layer stays
 anyway: it blocks before any connection is made and says at once which session was blocked, and why.
 
+**A browser on another host** (``SIDEKICK_BROWSER_ENDPOINTS``) cannot use the SOCKS proxy: it listens
+on 127.0.0.1, and Chromium does not authenticate to SOCKS5. Each of its contexts gets
+``proxy=`` :meth:`Guard.open_context_proxy` instead: the guard's HTTP proxy
+(:class:`~sidekick.web.http_proxy.HttpProxy`, CONNECT and plain ``GET http://…``) on
+``SIDEKICK_GUARD_LISTEN``, with random credentials of that context alone, revoked when it closes.
+It checks exactly as the SOCKS proxy does (the same :meth:`Guard._admit`). A refused tunnel fails in
+Chromium with ``net::ERR_TUNNEL_CONNECTION_FAILED``; a refused plain ``http://`` request is answered
+``403`` with the rule, which the page then shows. :meth:`Guard.remote_launch_args` are the flags
+such a browser should be launched with. A proxy is only a door the browser chooses to use: the
+browser host must also refuse direct egress (README, "Remote browsers and the web policy").
+:meth:`Guard.open_sandbox_proxy` serves the same HTTP proxy on a unix socket, for the Python sandbox.
+
 The proxy is :class:`~sidekick.web.socks.SocksProxy`; names are resolved through
 :class:`~sidekick.web.dns.DnsCache`. Only addresses are cached, never verdicts, so assigning a new
 :attr:`Guard.policy` applies it from the next request on.
@@ -50,27 +62,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from playwright.async_api import BrowserContext, Frame, Page, Request, Route, WebSocket
 
 from sidekick.errors import BrowserError
 from sidekick.web.dns import DnsCache
+from sidekick.web.http_proxy import HttpProxy, parse_listen
 from sidekick.web.policy import Resolver, UrlPolicy, UrlVerdict, check_url, check_url_static
 from sidekick.web.socks import Dialer, SocksProxy
 
-__all__ = ["Dialer", "Guard"]
+__all__ = ["ContextProxy", "Dialer", "Guard"]
 
 log = logging.getLogger(__name__)
 
 Report = Callable[[str, str], None]
 
-PROXY_REFUSED = "net::ERR_SOCKS_CONNECTION_FAILED"
-"""How Chromium fails a request the proxy refused (it reports every SOCKS error this way)."""
+PROXY_REFUSED = ("net::ERR_SOCKS_CONNECTION_FAILED", "net::ERR_TUNNEL_CONNECTION_FAILED")
+"""How Chromium fails a request a proxy refused: every SOCKS error, and a CONNECT that got no 200."""
 
 _ACTION_SECONDS = 5.0
+_LISTEN_SECONDS = 5.0
+SANDBOX_SOCKET = "proxy.sock"
+
+
+@dataclass(frozen=True, eq=False)
+class ContextProxy:
+    """Credentials of one browser context (or one sandboxed run) on the guard's HTTP proxy.
+
+    ``server`` is ``http://host:port`` for a browser, the unix socket's path for the sandbox. The
+    credentials are random, kept out of ``repr`` and never logged. :meth:`close` revokes them and
+    ends the connections opened with them; it is synchronous and idempotent.
+    """
+
+    server: str
+    username: str = field(repr=False)
+    password: str = field(repr=False)
+    _revoke: Callable[[str], None] = field(repr=False)
+
+    @property
+    def playwright(self) -> dict[str, str]:
+        """For ``browser.new_context(proxy=...)``."""
+        return {"server": self.server, "username": self.username, "password": self.password}
+
+    def close(self) -> None:
+        self._revoke(self.username)
 
 
 class Guard:
@@ -88,13 +130,21 @@ class Guard:
         cache_seconds: float = 30.0,
         dns_timeout: float = 3.0,
         dial: Dialer | None = None,
+        listen: str | None = None,
     ) -> None:
+        """``listen`` is ``SIDEKICK_GUARD_LISTEN`` (``host:port``): where remote browsers reach the HTTP
+        proxy (default: a free port of 127.0.0.1, for a browser server on this machine)."""
         self.policy = policy
         """The policy in force; assigning a new one applies it to the next request."""
         self._hooks_blocked = 0
         self._dns = DnsCache(resolve, cache_seconds=cache_seconds, timeout=dns_timeout)
         self._dns_timeout = dns_timeout
         self._proxy = SocksProxy(self._admit, admit_timeout=dns_timeout, dial=dial)
+        self._http = HttpProxy(self._admit, admit_timeout=dns_timeout, dial=dial)
+        self._listen = parse_listen(listen) if listen else ("127.0.0.1", 0)
+        self._http_server: str | None = None
+        self._socket_dir: Path | None = None
+        self._http_starting = asyncio.Lock()
         self._state: Literal["new", "running", "closed"] = "new"
         self._port: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -102,7 +152,7 @@ class Guard:
     @property
     def blocked(self) -> int:
         """Requests, connections and pages this guard stopped, across all contexts."""
-        return self._hooks_blocked + self._proxy.refused
+        return self._hooks_blocked + self._proxy.refused + self._http.refused
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -139,6 +189,70 @@ class Guard:
             "--webrtc-ip-handling-policy=disable_non_proxied_udp",
         ]
 
+    def remote_launch_args(self) -> list[str]:
+        """Chromium flags for a browser on another host, whose contexts use :meth:`open_context_proxy`.
+
+        An HTTP proxy is sent host names, so the guard resolves and checks them; these flags make any
+        path around the proxy (the browser's own background requests, a context opened without a
+        proxy) find no addresses, and keep WebRTC's UDP off. A server that refuses launch arguments
+        (``playwright run-server`` without ``--unsafe``) drops them; the browser host's firewall is
+        what must stop direct traffic then (see the README).
+        """
+        host = self._listen[0]
+        return [
+            f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
+            "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        ]
+
+    async def open_context_proxy(self) -> ContextProxy:
+        """New credentials on the HTTP proxy for one remote context (its listener starts on first use).
+
+        ``ContextProxy.playwright`` goes to ``browser.new_context(proxy=...)``; ``close()`` revokes it.
+        """
+        server = await self._http_listening()
+        username, password = self._http.grant()
+        return ContextProxy(f"http://{server}", username, password, self._http.revoke)
+
+    async def open_sandbox_proxy(self) -> ContextProxy:
+        """New credentials on the HTTP proxy's unix socket (``ContextProxy.server`` is its path), for one
+        sandboxed run: only what can open the socket file (our user, and the sandbox it is bound into)
+        reaches it."""
+        if self._state != "running":
+            raise BrowserError("Start the web policy guard (await guard.start()) first.")
+        async with self._http_starting:
+            if self._socket_dir is None:
+                folder = Path(tempfile.mkdtemp(prefix="sidekick-guard-"))  # mode 0700: ours alone
+                try:
+                    await self._bounded_listen(self._http.listen_unix(str(folder / SANDBOX_SOCKET)), "a unix socket")
+                except BaseException:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    raise
+                self._socket_dir = folder
+        username, password = self._http.grant()
+        return ContextProxy(str(self._socket_dir / SANDBOX_SOCKET), username, password, self._http.revoke)
+
+    async def _http_listening(self) -> str:
+        """The HTTP proxy's ``host:port``, listening from the first call on."""
+        if self._state != "running":
+            raise BrowserError("Start the web policy guard (await guard.start()) first.")
+        async with self._http_starting:
+            if self._http_server is None:
+                host, port = self._listen
+                port = await self._bounded_listen(self._http.listen_tcp(host, port), f"{host}:{port}")
+                shown = f"[{host}]" if ":" in host else host
+                self._http_server = f"{shown}:{port}"
+            return self._http_server
+
+    async def _bounded_listen(self, listening: Awaitable[Any], where: str) -> Any:
+        try:
+            async with asyncio.timeout(_LISTEN_SECONDS):
+                return await listening
+        except (OSError, TimeoutError) as error:
+            detail = getattr(error, "strerror", None) or type(error).__name__
+            raise BrowserError(
+                f"The web policy proxy cannot listen on {where} ({detail}); check SIDEKICK_GUARD_LISTEN."
+            ) from None
+
 
     async def aclose(self) -> None:
         """Stop the proxy, drop its connections and cancel pending work. Idempotent."""
@@ -150,6 +264,9 @@ class Guard:
         for task in self._tasks:
             task.cancel()
         await self._proxy.aclose()
+        await self._http.aclose()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
         waiting = [t for t in pending if not t.done()]
         if waiting:
             await asyncio.wait(waiting, timeout=_ACTION_SECONDS)
@@ -172,8 +289,9 @@ class Guard:
         verdict = await check_url(f"http://{shown}:{port}/", self.policy, resolve, timeout=self._dns_timeout)
         if not verdict.allowed:
             log.info("Refused %s:%s: %s", host, port, verdict.reason)
-        # An IP literal, or a name the policy did not resolve (private network allowed): dial it as is.
-        return verdict, resolved or [host]
+        # An IP literal (in the canonical form the policy judged: 0x7f000001 is 127.0.0.1), or a name
+        # the policy did not resolve (private network allowed): dial that.
+        return verdict, resolved or [verdict.host or host]
 
     # -- the context hooks ---------------------------------------------------------------------
     async def install(self, context: BrowserContext, report: Report) -> None:
@@ -190,7 +308,7 @@ class Guard:
             self._watch(page, report)
 
         def on_request_failed(request: Request) -> None:
-            if request.failure == PROXY_REFUSED:
+            if request.failure in PROXY_REFUSED:
                 self._spawn(self._report_if_denied(request.url, report))
 
         await context.route("**/*", on_route)
