@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -44,7 +43,8 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from playwright.async_api import Page
 
-from benchmarks.churn import sig
+from benchmarks import cli
+from benchmarks.cli import sig
 from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
@@ -241,42 +241,27 @@ def report(reps: int, samples: dict[str, list[tuple[float, float, float]]]) -> d
 
 
 def table(data: dict[str, Any]) -> str:
-    lines = [
+    return cli.text(
         f"Browser actions: Sidekick tool call vs raw Playwright, {data['reps']} reps, web policy {data['web_policy']}",
-        "",
         f"{'action':<17}{'bare':>9}{'floor':>9}{'tool':>9}{'ratio':>8}{'+ms':>8}  target",
-    ]
-    for action, r in data["actions"].items():
-        lines.append(
+        (
             f"{action:<17}{r['bare_ms_median']:>9g}{r['floor_ms_median']:>9g}{r['tool_ms_median']:>9g}"
-            f"{r['ratio']:>8g}{r['over_floor_ms']:>8g}  {'met' if r['target_met'] else 'MISSED'}"
-        )
-    lines += [
-        "",
-        "medians in ms. bare = the raw action; floor = bare + aria_snapshot(mode='ai') + screenshot (what the",
-        f"tool returns and shows); target: tool <= {RATIO} x floor + {SLACK_MS:g} ms.",
-    ]
-    return "\n".join(lines)
+            f"{r['ratio']:>8g}{r['over_floor_ms']:>8g}  {cli.verdict(r['target_met'])}"
+            for action, r in data["actions"].items()
+        ),
+        [
+            "medians in ms. bare = the raw action; floor = bare + aria_snapshot(mode='ai') + screenshot (what the",
+            f"tool returns and shows); target: tool <= {RATIO} x floor + {SLACK_MS:g} ms.",
+        ],
+    )
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.actions", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=20, help="repetitions per action")
-    parser.add_argument("--actions", default=",".join(ACTIONS), help=f"comma-separated, from {', '.join(ACTIONS)}")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    args.actions = [a.strip() for a in args.actions.split(",") if a.strip()]
-    if args.reps < 1 or not args.actions or any(a not in ACTIONS for a in args.actions):
-        parser.error(f"--reps at least 1; --actions from {', '.join(ACTIONS)}")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = asyncio.run(run(args.reps, args.actions))
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("actions", __doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=cli.at_least(1), default=20, help="repetitions per action")
+    cli.add_choice(parser, "--actions", ACTIONS)
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.reps, args.actions)), table))

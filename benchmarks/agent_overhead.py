@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import statistics
@@ -60,7 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.churn import p95, sig
+from benchmarks import cli
+from benchmarks.cli import p95, sig
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, ToolResult
@@ -358,34 +358,20 @@ def table(data: dict[str, Any], results: Results) -> str:
         f"turn median {conc['run_s_median']} s, p95 {conc['run_s_p95']} s",
         "",
         f"Left after closing: {data['leaked_processes']} browser/driver processes, {data['leaked_contexts']} contexts",
-        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in data["targets"].items()),
+        cli.targets(data["targets"]),
     ]
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.agent_overhead",
-        description="Sidekick's own time per agent step, and many sessions' turns at once.",
-    )
-    parser.add_argument("--steps", type=int, default=5, help="tool steps per task")
-    parser.add_argument("--runs", type=int, default=20, help="turns measured one after another")
-    parser.add_argument("--sessions", type=int, default=10, help="sessions running a task at once")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    for name in ("steps", "runs", "sessions"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    results = asyncio.run(run(args.steps, args.runs, args.sessions))
-    data = report(results)
-    print(json.dumps(data) if args.json else table(data, results))
-    return 0
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("agent_overhead", "Sidekick's own time per agent step, and many sessions' turns at once.")
+    parser.add_argument("--steps", type=cli.at_least(1), default=5, help="tool steps per task")
+    parser.add_argument("--runs", type=cli.at_least(1), default=20, help="turns measured one after another")
+    parser.add_argument("--sessions", type=cli.at_least(1), default=10, help="sessions running a task at once")
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    args = parser().parse_args()
+    results = asyncio.run(run(args.steps, args.runs, args.sessions))
+    sys.exit(cli.show(report(results), lambda data: table(data, results), args.json))

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import json
 import statistics
 import sys
 import tempfile
@@ -48,7 +47,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, Chec
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from benchmarks.churn import sig
+from benchmarks import cli
+from benchmarks.cli import sig
 from sidekick.store import BaseStore, SqliteStore
 from sidekick.store.postgres import PostgresStore
 from tests.support.postgres import postgres_cluster
@@ -229,35 +229,27 @@ def table(data: dict[str, Any]) -> str:
                 for label, key in rows
             ),
             "",
-            "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in data["targets"].items()),
+            cli.targets(data["targets"]),
         ]
     )
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.checkpoints",
-        description="Checkpoint write + read per agent step, PostgreSQL against SQLite.",
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("checkpoints", "Checkpoint write + read per agent step, PostgreSQL against SQLite.")
+    parser.add_argument(
+        "--steps", type=cli.at_least(2), default=40, help="supersteps per run (worker, tools, worker, …)"
     )
-    parser.add_argument("--steps", type=int, default=40, help="supersteps per run (worker, tools, worker, …)")
-    parser.add_argument("--kb", type=float, default=8.0, help="KB of page text in each tool result")
-    parser.add_argument("--rounds", type=int, default=5, help="runs replayed on each store")
+    parser.add_argument("--kb", type=cli.positive, default=8.0, help="KB of page text in each tool result")
+    parser.add_argument("--rounds", type=cli.at_least(1), default=5, help="runs replayed on each store")
     parser.add_argument("--url", help="an existing empty PostgreSQL database (default: a throwaway local cluster)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    if args.steps < 2 or args.rounds < 1 or args.kb <= 0:
-        parser.error("--steps must be at least 2, --rounds at least 1, --kb positive")
-    return args
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
     with database(args.url) as url:
         samples = asyncio.run(measure(args.steps, args.kb, args.rounds, url))
-    data = report(samples, args.steps, args.kb, args.rounds)
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+    return report(samples, args.steps, args.kb, args.rounds)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), run, table))

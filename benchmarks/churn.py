@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
-import math
 import os
 import statistics
 import sys
@@ -52,6 +50,8 @@ from typing import Any, Generic, TypeVar
 
 from playwright.async_api import Browser, Page, Playwright, ViewportSize, async_playwright
 
+from benchmarks import cli
+from benchmarks.cli import p95, ratio, sig
 from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import VIEWPORT, BrowserPool
@@ -213,17 +213,6 @@ class ModeResult:
         }
 
 
-def sig(value: float) -> float:
-    """Three significant digits: enough for timings that span 0.05 ms to seconds."""
-    return float(f"{value:.3g}")
-
-
-def p95(samples: Sequence[float]) -> float:
-    """Nearest-rank 95th percentile (with few samples, the largest)."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
 async def timed(awaitable: Awaitable[T]) -> tuple[T, float]:
     start = time.perf_counter()
     async with asyncio.timeout(OP_TIMEOUT):
@@ -322,10 +311,6 @@ async def run(sessions: int, modes: Sequence[str], *, progress: bool = True) -> 
 
 
 # -- reporting ---------------------------------------------------------------------------------
-def ratio(a: float, b: float) -> float | None:
-    return sig(a / b) if b else None
-
-
 def report(sessions: int, results: dict[str, ModeResult]) -> dict[str, Any]:
     shared, per = results.get("shared"), results.get("per-session-browser")
     modes = {name.replace("-", "_"): r.summary() for name, r in results.items()}
@@ -382,7 +367,7 @@ def table(data: dict[str, Any]) -> str:
         f"ratio shared/per-session: ready median {_fmt(ratios['ready_median'])}, "
         f"PSS per session {_fmt(ratios['pss_per_session'])}",
         f"Python RSS growth over the shared churn: {_fmt(data['rss_growth_pct'])} %",
-        "targets: " + ", ".join(f"{k} {_verdict(v)}" for k, v in data["targets"].items()),
+        cli.targets(data["targets"]),
         "",
         "shared 'ready' = pool.new_session_browser() with a warm spare waiting (the pool refills it",
         "between sessions, untimed); per-session-browser 'ready' = Playwright start + launch + context",
@@ -397,33 +382,12 @@ def _fmt(value: float | None) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") if abs(value) < 0.01 else f"{value:g}"
 
 
-def _verdict(value: bool | None) -> str:
-    return "n/a" if value is None else ("met" if value else "MISSED")
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.churn", description="Session churn: Sidekick's shared pool vs a browser per session."
-    )
-    parser.add_argument("--sessions", type=int, default=20, help="sessions to open and close per mode")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
-    args = parser.parse_args(argv)
-    if args.sessions < 1:
-        parser.error("--sessions must be at least 1")
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in args.modes if m not in MODES]
-    if unknown or not args.modes or len(set(args.modes)) != len(args.modes):
-        parser.error(f"--modes takes distinct names from {', '.join(MODES)}")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = asyncio.run(run(args.sessions, args.modes))
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("churn", "Session churn: Sidekick's shared pool vs a browser per session.")
+    parser.add_argument("--sessions", type=cli.at_least(1), default=20, help="sessions to open and close per mode")
+    cli.add_choice(parser, "--modes", MODES)
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.sessions, args.modes)), table))

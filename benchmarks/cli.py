@@ -1,17 +1,10 @@
 """What every benchmark's command line shares: its flags, its output and how its figures are written.
 
 A benchmark builds its flags on :func:`parser` (which adds ``--json``), checks them with the
-argparse types here (:func:`at_least`, :func:`positive`, :func:`names`: a bad value is a one-line
-usage error, exit 2), and hands the parser, its measuring function and its table to :func:`main`::
-
-    def parser() -> argparse.ArgumentParser:
-        parser = cli.parser("sandbox", "The cost of the Python tool's sandbox.")
-        parser.add_argument("--runs", type=cli.at_least(1), default=30, help="timed runs per mode")
-        return parser
-
-
-    if __name__ == "__main__":
-        sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.runs)), table))
+argparse types here (:func:`at_least`, :func:`positive`; :func:`add_choice` for a comma-separated
+choice of names): a bad value is a one-line usage error, exit 2. Its ``__main__`` is then one call,
+``sys.exit(cli.main(parser(), measure, table))``: ``measure`` takes the parsed flags and returns the
+report (the ``--json`` object), ``table`` makes the text shown without ``--json``.
 
 Output is a table for people or, with ``--json``, exactly one JSON object on stdout (what the
 smoke tests in ``tests/test_benchmarks_*.py`` parse); progress goes to stderr (:func:`logger`).
@@ -58,19 +51,18 @@ def positive(text: str) -> float:
     return value
 
 
-def names(choices: Iterable[str]) -> Callable[[str], list[str]]:
-    """An argparse type: a comma-separated list of distinct names from ``choices``, at least one."""
-    allowed = tuple(choices)
+def add_choice(parser: argparse.ArgumentParser, flag: str, choices: Sequence[str]) -> None:
+    """Add ``flag``: a comma-separated list of distinct names from ``choices``; all of them by default."""
 
     def parse(text: str) -> list[str]:
         chosen = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = [name for name in chosen if name not in allowed]
+        unknown = [name for name in chosen if name not in choices]
         if unknown or not chosen or len(set(chosen)) != len(chosen):
-            raise argparse.ArgumentTypeError(f"takes distinct names from {', '.join(allowed)}, not {text!r}")
+            raise argparse.ArgumentTypeError(f"takes distinct names from {', '.join(choices)}, not {text!r}")
         return chosen
 
     parse.__name__ = "list"
-    return parse
+    parser.add_argument(flag, type=parse, default=",".join(choices), help=f"comma-separated, from {', '.join(choices)}")
 
 
 def show(data: Data, table: Callable[[Data], str], as_json: bool) -> int:
@@ -88,6 +80,12 @@ def main(
     """Read the flags, measure, print: a benchmark's whole ``__main__``."""
     args = parser.parse_args(argv)
     return show(measure(args), table, args.json)
+
+
+def text(title: str, header: str, rows: Iterable[str], notes: Iterable[str] = ()) -> str:
+    """A table as the benchmarks print it: the title, a blank line, the header and rows, then any notes."""
+    below = list(notes)
+    return "\n".join([title, "", header, *rows, *(["", *below] if below else [])])
 
 
 def logger(name: str) -> Callable[[str], None]:

@@ -41,14 +41,14 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages.utils import count_tokens_approximately
 
-from benchmarks.churn import sig
+from benchmarks import cli
+from benchmarks.cli import ratio
 from sidekick.browser.pool import BrowserPool
 from sidekick.events import ErrorEvent, Event, FinalAnswer, ToolResult
 from sidekick.runs import Runner
@@ -151,8 +151,7 @@ class RunResult:
         return any(isinstance(e, FinalAnswer) and e.accepted for e in self.events)
 
 
-def log(message: str) -> None:
-    print(f"context: {message}", file=sys.stderr, flush=True)
+log = cli.logger("context")
 
 
 async def run_task(agent: Runner, site: LocalSite, steps: int, kb: float) -> tuple[list[Event], list[str]]:
@@ -225,10 +224,6 @@ def summary(result: RunResult, steps: int) -> dict[str, Any]:
     }
 
 
-def ratio(a: int | None, b: int | None) -> float | None:
-    return sig(a / b) if a is not None and b else None
-
-
 def report(results: list[RunResult], steps: int, kb: float) -> dict[str, Any]:
     """The ``--json`` object."""
     runs = {r.name: summary(r, steps) for r in results}
@@ -282,33 +277,26 @@ def table(data: dict[str, Any]) -> str:
         f"unbounded {data['ratios']['unbounded_step_ratio']}",
         f"total tokens, bounded / unbounded: {data['ratios']['total_tokens_bounded_over_unbounded']} "
         f"(bytes {data['ratios']['total_bytes_bounded_over_unbounded']})",
-        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in data["targets"].items()),
+        cli.targets(data["targets"]),
     ]
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.context",
-        description="Worker request size over a long run, with the context budget and without.",
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("context", "Worker request size over a long run, with the context budget and without.")
+    parser.add_argument(
+        "--steps",
+        type=cli.at_least(REFERENCE_STEP + 1),
+        default=60,
+        help=f"chapters read, one step each (more than {REFERENCE_STEP}, the step it is compared with)",
     )
-    parser.add_argument("--steps", type=int, default=60, help="chapters read, one step each")
-    parser.add_argument("--kb", type=float, default=8.0, help="KB of text on each chapter page")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    if args.steps <= REFERENCE_STEP:
-        parser.error(f"--steps must be more than {REFERENCE_STEP}, the step it is compared with")
-    if args.kb <= 0:
-        parser.error("--kb must be positive")
-    return args
+    parser.add_argument("--kb", type=cli.positive, default=8.0, help="KB of text on each chapter page")
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = report(asyncio.run(run(args.steps, args.kb)), args.steps, args.kb)
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    return report(asyncio.run(run(args.steps, args.kb)), args.steps, args.kb)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), measure, table))

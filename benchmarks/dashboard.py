@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -65,7 +64,8 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
-from benchmarks.churn import p95, sig
+from benchmarks import cli
+from benchmarks.cli import p95, sig
 from tests.support.dashboard import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -591,36 +591,24 @@ def table(data: dict[str, Any], results: Results) -> str:
         "",
         *(f"{key}: {text}" for key, text in data["method"].items()),
         "",
-        "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in data["targets"].items()),
+        cli.targets(data["targets"]),
     ]
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.dashboard",
-        description="The dashboard in a real browser: page load, screenshot-to-screen delay, Reset.",
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("dashboard", "The dashboard in a real browser: page load, screenshot-to-screen delay, Reset.")
+    parser.add_argument(
+        "--screens", type=cli.at_least(1), default=20, help="browser steps (screenshots) in the measured turn"
     )
-    parser.add_argument("--screens", type=int, default=20, help="browser steps (screenshots) in the measured turn")
-    parser.add_argument("--repeats", type=int, default=5, help="fresh tabs for page load, and Reset clicks")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--repeats", type=cli.at_least(1), default=5, help="fresh tabs for page load, and Reset clicks")
     parser.add_argument(
         "--app", default=None, help="Streamlit script to serve instead of streamlit_app.py (to try a change)"
     )
-    args = parser.parse_args(argv)
-    for name in ("screens", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    results = asyncio.run(run(args.screens, args.repeats, args.app))
-    data = report(results)
-    print(json.dumps(data) if args.json else table(data, results))
-    return 0
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    args = parser().parse_args()
+    results = asyncio.run(run(args.screens, args.repeats, args.app))
+    sys.exit(cli.show(report(results), lambda data: table(data, results), args.json))

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks import cli
 from tests.support.faults.accounting import Result, processes_after_close, run_scenario
 from tests.support.faults.harness import open_env
 from tests.support.faults.scenarios import SCENARIOS
+
+log = cli.logger("faults")
 
 
 async def run(names: Sequence[str], *, progress: bool = True) -> dict[str, Any]:
@@ -39,7 +41,7 @@ async def run(names: Sequence[str], *, progress: bool = True) -> dict[str, Any]:
     async with open_env() as env:
         for name in names:
             if progress:
-                print(f"faults: {name}…", file=sys.stderr)
+                log(f"{name}…")
             results.append(await run_scenario(env, SCENARIOS[name]))
     return report(results, await processes_after_close())
 
@@ -75,30 +77,18 @@ def table(data: dict[str, Any], width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.faults", description="Faults and bad input: recovery, messages and leaks."
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--only", default="", help=f"comma-separated scenarios, from {', '.join(SCENARIOS)}")
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        parser.error(f"unknown scenarios: {', '.join(unknown)}")
-    args.names = names
-    return args
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("faults", "Faults and bad input: recovery, messages and leaks.")
+    cli.add_choice(parser, "--only", tuple(SCENARIOS))
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     # The scenarios cause failures on purpose and the table reports how each ended; Sidekick's own
     # log lines about them (tracebacks included) would only bury it.
     logging.getLogger("sidekick").setLevel(logging.CRITICAL)
-    data = asyncio.run(run(args.names))
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+    return asyncio.run(run(args.only))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), measure, table))

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks import cli
 from sidekick.config import Settings
 from sidekick.mcp import McpConfig, McpHub, ServerConfig, mcp_processes
 from tests.mcp.servers import ensure_node_servers, files_server, time_server, toy_server
@@ -110,29 +111,28 @@ async def run(kinds: Sequence[str], sessions: int, concurrency: int) -> dict[str
 
 
 def table(data: dict[str, Any]) -> str:
-    lines = [f"{'kind':8} {'sessions':>8} {'wall s':>7} {'call p50/p95 ms':>17} {'close p50/p95/max ms':>22} "
-             f"{'procs/srv':>9} {'peak':>5} {'left':>5} {'errors':>6}"]
+    lines = [
+        f"{'kind':8} {'sessions':>8} {'wall s':>7} {'call p50/p95 ms':>17} {'close p50/p95/max ms':>22} "
+        f"{'procs/srv':>9} {'peak':>5} {'left':>5} {'errors':>6}"
+    ]
     for r in data["results"]:
         call = f"{r['call_ms']['p50']}/{r['call_ms']['p95']}" if r["call_ms"] else "-"
         close = f"{r['close_ms']['p50']}/{r['close_ms']['p95']}/{r['close_ms']['max']}"
-        lines.append(f"{r['kind']:8} {r['sessions']:>8} {r['wall_s']:>7} {call:>17} {close:>22} "
-                     f"{r['processes_per_server']:>9} {r['peak_processes']:>5} {r['left']:>5} {r['error_count']:>6}")
+        lines.append(
+            f"{r['kind']:8} {r['sessions']:>8} {r['wall_s']:>7} {call:>17} {close:>22} "
+            f"{r['processes_per_server']:>9} {r['peak_processes']:>5} {r['left']:>5} {r['error_count']:>6}"
+        )
         lines += [f"    error: {e}" for e in r["errors"]]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=5, help="sessions open at once")
-    parser.add_argument("--kinds", default="time,wrapper,npx", help="comma-separated: " + ",".join(KINDS))
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    kinds = [k for k in args.kinds.split(",") if k]
-    data = asyncio.run(run(kinds, args.sessions, args.concurrency))
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("mcp_churn", __doc__.split("\n", 1)[0])
+    parser.add_argument("--sessions", type=cli.at_least(1), default=50, help="sessions per server kind")
+    parser.add_argument("--concurrency", type=cli.at_least(1), default=5, help="sessions open at once")
+    cli.add_choice(parser, "--kinds", tuple(KINDS))
+    return parser
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.kinds, args.sessions, args.concurrency)), table))

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cli
 from sidekick.tools import sandbox
 from sidekick.tools.python import PythonResult, python_command, run_process, run_python, scrubbed_env
 
@@ -91,32 +91,19 @@ def table(data: dict[str, Any]) -> str:
     lines.append(f"{'mode':<12} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
     for name, median in data["median_ms"].items():
         lines.append(f"{name:<12} {median:>10.1f} {data['min_ms'][name]:>8.1f} {data['max_ms'][name]:>8.1f}")
-    verdict = "met" if data["target_met"] else "MISSED"
     lines += [
         "",
-        f"the sandbox adds {data['added_ms']:.1f} ms (target: under {data['target_added_ms']:g} ms, {verdict})",
+        f"the sandbox adds {data['added_ms']:.1f} ms "
+        f"(target: under {data['target_added_ms']:g} ms, {cli.verdict(data['target_met'])})",
     ]
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.sandbox", description="The cost of the Python tool's sandbox."
-    )
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per mode")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = asyncio.run(run(args.runs))
-    print(json.dumps(data) if args.json else table(data))
-    return 0
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("sandbox", "The cost of the Python tool's sandbox.")
+    parser.add_argument("--runs", type=cli.at_least(1), default=30, help="timed runs per mode")
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.runs)), table))
