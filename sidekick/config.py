@@ -122,6 +122,9 @@ class Settings:
         "SIDEKICK_MCP_CONFIG", None, "MCP servers file (default: mcp.json in SIDEKICK_DATA_DIR, if present)."
     )
     vision: bool = _setting("SIDEKICK_VISION", False, "1 sends the latest screenshot to the worker model.")
+    live_fps: float = _setting(
+        "SIDEKICK_LIVE_FPS", 10.0, "Most frames a second the live view of the browser sends a watching tab."
+    )
     # Web policy
     allowed_domains: str = _setting(
         "SIDEKICK_ALLOWED_DOMAINS", "", "Comma-separated: only these domains (and subdomains) may be loaded."

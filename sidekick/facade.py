@@ -25,7 +25,9 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from sidekick import export
+from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
+from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, RuntimeStoppedError, SidekickError
 from sidekick.events import Screenshot
@@ -103,6 +105,8 @@ class Sidekick:
         self.store: BaseStore | None = None
         self.models: Models | None = None
         self.mcp: McpHub | None = None
+        self.live: LiveViews | None = None
+        """The live views of sessions' browsers, for the tabs that watch them."""
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This server among replicas sharing one database: the owner of its conversation leases."""
         self.mcp_problem: str | None = None
@@ -154,6 +158,14 @@ class Sidekick:
             )
             registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
+
+            async def browser_of(session_id: str) -> SessionBrowser | None:
+                session = registry.find(session_id)
+                return await session.browser() if session is not None and session.has_browser else None
+
+            live = LiveViews(browser_of, self._runtime.submit, fps=self.settings.live_fps)
+            stack.push_async_callback(live.aclose)  # before the sessions and their browsers close
+            self.live = live
             self.store, self.models, self.pool, self.registry, self.mcp = store, models, pool, registry, hub
             self._stack = stack.pop_all()
         if warm:
@@ -188,7 +200,14 @@ class Sidekick:
         return self._call(go(), timeout)
 
     def reset(self, session_id: str, timeout: float = 30.0) -> Freed:
-        freed = self._call(self._registry().reset(session_id), timeout)
+        registry, live = self._registry(), self.live
+
+        async def go() -> Freed:
+            if live is not None:
+                await live.stop(session_id)
+            return await registry.reset(session_id)
+
+        freed = self._call(go(), timeout)
         self._process_cache = None
         return freed
 
@@ -229,8 +248,25 @@ class Sidekick:
         """Free a session without waiting (safe on Streamlit's server thread)."""
         if self._closed or self.registry is None:
             return
+        registry, live = self.registry, self.live
+
+        async def go() -> None:
+            if live is not None:
+                await live.stop(session_id)
+            await registry.end(session_id)
+
         with contextlib.suppress(RuntimeStoppedError):  # the loop may stop between check and submit
-            self._runtime.submit(self.registry.end(session_id))
+            self._runtime.submit(go())
+
+    def live_frame(self, session_id: str) -> Frame | None:
+        """The newest frame of the session's browser page, for a tab watching it (never blocks).
+
+        Asking is watching: the session's screencast starts on the first ask (the frame comes on a
+        later one) and stops a few seconds after the last (``screencast.LEASE_SECONDS``)."""
+        live = self.live
+        if self._closed or live is None:
+            return None
+        return live.frame(session_id)
 
     # -- the agent -----------------------------------------------------------------------------
     def start_run(

@@ -1,0 +1,268 @@
+"""The live view: a session's current page as JPEG frames from Chromium's screencast, while a tab watches.
+
+:class:`Screencast` is Playwright's ``page.screencast`` on one page, keeping only the newest frame.
+Chromium sends a frame only when the page repaints, so a still page sends nothing, and it sends
+the next frame only once the last one is acknowledged: the frame callback holds the acknowledgement
+until ``1/fps`` has passed since the previous frame, which caps the rate at the source (Chromium
+encodes no frame nobody will see).
+
+:class:`LiveView` follows one :class:`~sidekick.browser.context.SessionBrowser`: when its current page
+changes (a popup, a new tab, a closed tab) the cast moves to the new page, and frames the old page
+sends meanwhile are dropped. It ends itself when nobody has asked for a frame for
+:data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a run) and when the browser
+closes (Reset, idle, the session's end).
+
+:class:`LiveViews` keeps one view per session for the facade. :meth:`LiveViews.frame` may be called
+from any thread (the dashboard's script threads): it reads the newest frame, renews the view's
+lease and, when there is no view yet, asks the loop thread to open one. Everything else runs on the
+loop thread. Every path that ends a view stops its screencast, bounded: the lease running out, the
+browser closing, :meth:`LiveViews.stop` (Reset, the tab's end) and :meth:`LiveViews.aclose` (exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page, ScreencastFrame
+
+from sidekick.browser.context import SessionBrowser
+from sidekick.closing import close_quietly
+from sidekick.errors import SidekickError
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 3.0
+"""A view nobody asked a frame of for this long is stopped."""
+FOLLOW_SECONDS = 0.25
+"""How often a view checks which page is current (a page that stopped painting sends no frame)."""
+REOPEN_SECONDS = 0.5
+"""How soon a tab asking for a frame of a session without a view asks for one again."""
+START_SECONDS = 5.0
+STOP_SECONDS = 2.0
+QUALITY = 70
+FRAME_SIZE = {"width": 800, "height": 800}  # scaled down to fit, keeping the page's shape
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One JPEG frame of the session's page."""
+
+    jpeg: bytes
+    seq: int
+    """Counts up across the view's frames (and pages): a tab draws a frame only when this moved."""
+    taken_at: float
+    """When Chromium produced it (wall clock, seconds)."""
+    url: str
+
+
+class Screencast:
+    """Chromium's screencast of one page. States: new → casting → stopped (final); ``aclose`` is idempotent."""
+
+    def __init__(self, page: Page, on_frame: Callable[[bytes, float], bool], *, fps: float) -> None:
+        self.page = page
+        self._on_frame = on_frame
+        self._gap = 1.0 / fps
+        self._last = 0.0
+        self.frames = 0
+        self.casting = False
+        self.stopped = False
+
+    async def start(self, timeout: float = START_SECONDS) -> None:
+        if self.stopped or self.casting:
+            raise SidekickError("A screencast starts once.")
+        async with asyncio.timeout(timeout):
+            await self.page.screencast.start(on_frame=self._frame, quality=QUALITY, size=FRAME_SIZE)  # type: ignore[arg-type]
+        self.casting = True
+
+    def _frame(self, raw: ScreencastFrame) -> Awaitable[None] | None:
+        if self.stopped:
+            return None
+        now = time.monotonic()
+        if self._on_frame(raw["data"], raw["timestamp"] / 1000):
+            self.frames += 1
+        wait = self._last + self._gap - now
+        self._last = max(now, self._last + self._gap)
+        # Playwright acknowledges the frame to Chromium once this returns (or its awaitable ends),
+        # and Chromium sends no next frame before: holding it here is the frame-rate cap.
+        return asyncio.sleep(wait) if wait > 0 else None
+
+    async def aclose(self, timeout: float = STOP_SECONDS) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.casting and not self.page.is_closed():
+            await close_quietly(self.page.screencast.stop(), timeout, "Stopping a screencast")
+        self.casting = False
+
+
+class LiveView:
+    """The screencast of whichever page is a session's current one, while someone watches.
+
+    States: new → live → ended (final). Lives on the loop thread; :attr:`frame` and :meth:`watched`
+    are safe from any thread (one attribute read or write each).
+    """
+
+    def __init__(self, browser: SessionBrowser, *, fps: float, lease: float = LEASE_SECONDS) -> None:
+        self._browser = browser
+        self._fps = fps
+        self._lease = lease
+        self._cast: Screencast | None = None
+        self._seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self.frame: Frame | None = None
+        self.watched_at = time.monotonic()
+        self.ended = False
+        self.casts = 0  # pages cast so far (a popup or a tab switch starts another)
+
+    @property
+    def browser(self) -> SessionBrowser:
+        return self._browser
+
+    @property
+    def cast(self) -> Screencast | None:
+        return self._cast
+
+    def watched(self) -> None:
+        self.watched_at = time.monotonic()
+
+    async def start(self) -> None:
+        await self._follow()
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="sidekick-live-view")
+
+    def _current(self) -> Page | None:
+        try:
+            return self._browser.page
+        except SidekickError:  # closed or crashed: nothing to show
+            return None
+
+    async def _follow(self) -> None:
+        """Cast the current page, if it is not the one being cast."""
+        page = self._current()
+        if page is None or page.is_closed():
+            return
+        cast = self._cast
+        if cast is not None and cast.page is page and not cast.stopped:
+            return
+        self._cast = None
+        if cast is not None:
+            await cast.aclose()
+        cast = Screencast(page, lambda jpeg, at: self._keep(page, jpeg, at), fps=self._fps)
+        try:
+            await cast.start()
+        except (PlaywrightError, TimeoutError, SidekickError) as exc:
+            log.info("No live view of %s: %s", page.url, str(exc) or "timed out")
+            await cast.aclose()
+            return
+        self._cast = cast
+        self.casts += 1
+
+    def _keep(self, page: Page, jpeg: bytes, taken_at: float) -> bool:
+        if self.ended or self._current() is not page:  # the old page after a tab switch
+            return False
+        self._seq += 1
+        self.frame = Frame(jpeg=jpeg, seq=self._seq, taken_at=taken_at, url=page.url)
+        return True
+
+    async def _watch(self) -> None:
+        try:
+            while not self.ended:
+                await asyncio.sleep(FOLLOW_SECONDS)
+                if time.monotonic() - self.watched_at > self._lease or not self._browser.alive:
+                    break
+                await self._follow()
+        finally:
+            if not self.ended:
+                await self._end()
+
+    async def _end(self) -> None:
+        self.ended = True
+        cast, self._cast = self._cast, None
+        if cast is not None:
+            await cast.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the screencast and the follower. Idempotent, bounded."""
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task], timeout=STOP_SECONDS)
+        if not self.ended:
+            await self._end()
+
+
+Submit = Callable[[Coroutine[Any, Any, Any]], object]
+"""Schedules a coroutine on the loop thread from any thread (the facade's ``runtime.submit``)."""
+BrowserOf = Callable[[str], Awaitable[SessionBrowser | None]]
+"""A session's open browser, or None (never opens one)."""
+
+
+class LiveViews:
+    """One :class:`LiveView` per session id. States: open → closed (final); ``aclose`` is idempotent."""
+
+    def __init__(self, browser_of: BrowserOf, submit: Submit, *, fps: float, lease: float = LEASE_SECONDS) -> None:
+        self._browser_of = browser_of
+        self._submit = submit
+        self.fps = fps
+        self._lease = lease
+        self._views: dict[str, LiveView] = {}
+        self._asked: dict[str, float] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return sum(1 for v in self._views.values() if not v.ended)
+
+    def view(self, session_id: str) -> LiveView | None:
+        return self._views.get(session_id)
+
+    def frame(self, session_id: str) -> Frame | None:
+        """The newest frame of the session's page (any thread); opens the view if there is none."""
+        view = self._views.get(session_id)
+        if view is not None and not view.ended:
+            view.watched()
+            return view.frame
+        now = time.monotonic()
+        if not self._closed and now - self._asked.get(session_id, 0.0) >= REOPEN_SECONDS:
+            self._asked[session_id] = now
+            try:
+                self._submit(self.open(session_id))
+            except SidekickError:  # the loop has stopped: there is nothing to watch
+                pass
+        return None
+
+    async def open(self, session_id: str) -> LiveView | None:
+        """The session's view, started if its browser is open (loop thread)."""
+        view = self._views.get(session_id)
+        if self._closed or (view is not None and not view.ended):
+            return view
+        browser = await self._browser_of(session_id)
+        if browser is None or not browser.alive or self._closed:
+            return None
+        current = self._views.get(session_id)
+        if current is not None and not current.ended:  # another open won the race
+            return current
+        view = LiveView(browser, fps=self.fps, lease=self._lease)
+        self._views[session_id] = view
+        await view.start()
+        return view
+
+    async def stop(self, session_id: str) -> None:
+        """End the session's view (Reset, the tab's end)."""
+        view = self._views.pop(session_id, None)
+        self._asked.pop(session_id, None)
+        if view is not None:
+            await view.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for session_id in list(self._views):
+            await self.stop(session_id)

@@ -1,0 +1,176 @@
+"""The live view on real Chromium: frames come when the page changes and not while it is still, at
+most the frame-rate cap, from whichever page is current, and every way a view ends stops its cast."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sidekick.browser.context import SessionBrowser
+from sidekick.browser.pool import BrowserPool
+from sidekick.browser.screencast import FOLLOW_SECONDS, LiveView, LiveViews, Screencast
+from tests.support.fakes.site import LocalSite
+from tests.support.waiting import wait_until
+
+STILL = "<html><head><title>Still</title></head><body><h1 id='h'>Still</h1></body></html>"
+# Repaints on every animation frame (about 60 a second): the cap, not the page, sets the rate.
+ANIMATED = """<html><head><title>Animated</title></head><body><h1 id='n'>0</h1><script>
+let n = 0; const tick = () => { document.getElementById('n').textContent = ++n; requestAnimationFrame(tick); };
+requestAnimationFrame(tick);
+</script></body></html>"""
+
+
+@pytest.fixture
+async def sb(pool: BrowserPool, site: LocalSite) -> AsyncIterator[SessionBrowser]:
+    site.route("/still", STILL)
+    site.route("/animated", ANIMATED)
+    browser = await pool.new_session_browser()
+    try:
+        yield browser
+    finally:
+        await browser.aclose()
+
+
+async def settled(view: LiveView, quiet: float = 1.0) -> int:
+    """The view's frame count once no frame has come for ``quiet`` seconds."""
+    seq = -1
+    while True:
+        now = view.frame.seq if view.frame else 0
+        if now == seq:
+            return seq
+        seq = now
+        await asyncio.sleep(quiet)
+
+
+async def test_frames_come_when_the_page_changes_and_not_while_it_is_still(sb: SessionBrowser, site: LocalSite) -> None:
+    await sb.goto(site.url("/still"))
+    view = LiveView(sb, fps=10, lease=60)
+    await view.start()
+    try:
+        # A page that paints nothing after the cast starts may send one frame, or none.
+        before = await settled(view)
+        await asyncio.sleep(1.5)
+        assert (view.frame.seq if view.frame else 0) == before, "a still page sent frames"
+
+        await sb.page.evaluate("document.getElementById('h').textContent = 'Changed'")
+        await wait_until(lambda: view.frame is not None and view.frame.seq > before, timeout=10, what="a new frame")
+        assert view.frame is not None
+        assert view.frame.jpeg[:2] == b"\xff\xd8", "JPEG"
+        assert view.frame.url.endswith("/still")
+        assert view.frame.taken_at > 0
+    finally:
+        await view.aclose()
+
+
+async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(
+    sb: SessionBrowser, site: LocalSite
+) -> None:
+    await sb.goto(site.url("/animated"))
+    view = LiveView(sb, fps=4, lease=60)
+    await view.start()
+    try:
+        await wait_until(lambda: view.frame is not None, timeout=10, what="a first frame")
+        assert view.frame is not None
+        first, start = view.frame.seq, asyncio.get_running_loop().time()
+        await asyncio.sleep(3)
+        assert view.frame is not None
+        frames = view.frame.seq - first
+        seconds = asyncio.get_running_loop().time() - start
+        assert 1 <= frames <= 4 * seconds + 1, f"{frames} frames in {seconds:.1f} s at a cap of 4 a second"
+    finally:
+        await view.aclose()
+
+
+async def test_the_view_follows_a_popup(sb: SessionBrowser, site: LocalSite) -> None:
+    await sb.goto(site.url("/popup"))
+    view = LiveView(sb, fps=10, lease=60)
+    await view.start()
+    try:
+        await sb.page.get_by_role("button", name="Open form window").click()
+        await wait_until(lambda: sb.page.url.endswith("/form"), timeout=10, what="the popup current")
+        await wait_until(
+            lambda: view.frame is not None and view.frame.url.endswith("/form"), timeout=10, what="a frame of the popup"
+        )
+        assert view.casts == 2
+        popup = sb.page
+        assert view.cast is not None and view.cast.page is popup
+    finally:
+        await view.aclose()
+
+
+async def test_a_closed_view_has_stopped_chromiums_screencast(sb: SessionBrowser, site: LocalSite) -> None:
+    await sb.goto(site.url("/animated"))
+    view = LiveView(sb, fps=10, lease=60)
+    await view.start()
+    await wait_until(lambda: view.frame is not None, timeout=10, what="a first frame")
+    cast = view.cast
+    assert cast is not None and cast.casting
+    await view.aclose()
+    await view.aclose()  # idempotent
+    assert view.ended and cast.stopped and not cast.casting
+    seq = view.frame.seq if view.frame else 0
+    await asyncio.sleep(0.5)
+    assert (view.frame.seq if view.frame else 0) == seq, "frames after the view closed"
+    # Playwright refuses a second screencast on a page while one runs: this one starts, so ours
+    # was stopped in the driver and in Chromium, not just ignored here.
+    again = Screencast(sb.page, lambda jpeg, at: True, fps=10)
+    await again.start()
+    await wait_until(lambda: again.frames > 0, timeout=10, what="frames of a new screencast")
+    await again.aclose()
+
+
+async def test_views_end_when_unwatched_when_the_browser_closes_and_when_stopped(
+    pool: BrowserPool, site: LocalSite
+) -> None:
+    site.route("/animated", ANIMATED)
+    browsers = {sid: await pool.new_session_browser() for sid in ("lease", "reset", "stop", "exit")}
+    for browser in browsers.values():
+        await browser.goto(site.url("/animated"))
+
+    async def browser_of(sid: str) -> SessionBrowser | None:
+        return browsers.get(sid)
+
+    loop = asyncio.get_running_loop()
+    views = LiveViews(browser_of, lambda coro: loop.create_task(coro), fps=10, lease=1.0)
+    try:
+        assert views.frame("nobody") is None  # asks for a view; there is no such browser
+        opened = {sid: await views.open(sid) for sid in browsers}
+        assert all(v is not None for v in opened.values())
+        await wait_until(
+            lambda: all(views.frame(sid) is not None for sid in ("reset", "stop", "exit")), timeout=10, what="frames"
+        )
+        casts = {sid: v.cast for sid, v in opened.items() if v is not None}
+
+        async def watch(sids: tuple[str, ...]) -> None:  # a tab asking for frames of these
+            while True:
+                for sid in sids:
+                    views.frame(sid)
+                await asyncio.sleep(0.1)
+
+        watching = asyncio.create_task(watch(("reset", "stop", "exit")))
+        try:
+
+            def ended(sid: str) -> bool:
+                view = opened[sid]
+                return view is not None and view.ended
+
+            await wait_until(lambda: ended("lease"), timeout=10, what="the unwatched view ended")
+            assert not any(ended(sid) for sid in ("reset", "stop", "exit"))
+            await browsers["reset"].aclose()  # Reset or idle close the session's browser
+            await wait_until(lambda: ended("reset"), timeout=10, interval=FOLLOW_SECONDS, what="closed browser")
+            await views.stop("stop")
+            assert ended("stop") and not ended("exit")
+            await views.aclose()
+            await views.aclose()
+        finally:
+            watching.cancel()
+        for sid, cast in casts.items():
+            assert cast is not None and cast.stopped and not cast.casting, sid
+        assert len(views) == 0
+        assert views.frame("exit") is None  # closed: asks for nothing
+    finally:
+        await views.aclose()
+        for browser in browsers.values():
+            await browser.aclose()
