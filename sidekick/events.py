@@ -10,20 +10,34 @@ are plain frozen data: safe to hand across threads and to keep in ``st.session_s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, dataclass_transform
+
+_KINDS: dict[str, type[Event]] = {}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 class Event:
-    kind: str = field(init=False, default="event")
+    """The base of every event. A subclass names its kind (``class Question(Event, kind="question")``)
+    and is made a frozen, keyword-only dataclass of the fields it declares; the kind is the
+    ``"type"`` of its JSON form and how :func:`from_json` finds the class again."""
+
+    kind: ClassVar[str] = "event"
+
+    def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(frozen=True, kw_only=True)(cls)
+        if kind is None:  # fields that several kinds share, not an event of its own
+            return
+        if kind in _KINDS:
+            raise TypeError(f"event kind {kind!r} is taken by {_KINDS[kind].__name__}")
+        cls.kind = kind
+        _KINDS[kind] = cls
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (bytes are summarised, not embedded)."""
         out: dict[str, Any] = {"type": self.kind}
-        for f in dataclasses.fields(self):
-            if f.name == "kind":
-                continue
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every subclass is a dataclass
             value = getattr(self, f.name)
             if isinstance(value, bytes):
                 out[f.name + "_bytes"] = len(value)
@@ -34,19 +48,13 @@ class Event:
         return out
 
 
-def _kind(name: str) -> Any:
-    return field(init=False, default=name)
-
-
 def from_json(data: dict[str, Any], png: bytes = b"") -> Event:
     """The event ``to_json`` described; a screenshot's image comes separately (``png``)."""
     cls = _KINDS.get(str(data.get("type")))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name == "kind":
-            continue
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name == "png":
             values["png"] = png
         elif f.name == "checks":
@@ -56,26 +64,26 @@ def from_json(data: dict[str, Any], png: bytes = b"") -> Event:
     return cls(**values)
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunStarted(Event):
-    kind: str = _kind("run_started")
+class RunStarted(Event, kind="run_started"):
     run_id: str
     thread_id: str
     message: str
     criteria: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class ToolCall(Event):
-    kind: str = _kind("tool_call")
+class _CallFields(Event):
+    """The tool call an event is about: the model's id for it, the tool's name, its arguments."""
+
     call_id: str
     name: str
     args: dict[str, Any]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ToolResult(Event):
-    kind: str = _kind("tool_result")
+class ToolCall(_CallFields, kind="tool_call"):
+    """The worker calls a tool (its ``ToolResult`` follows, with the same ``call_id``)."""
+
+
+class ToolResult(Event, kind="tool_result"):
     call_id: str
     name: str
     output: str
@@ -83,20 +91,16 @@ class ToolResult(Event):
     seconds: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class Screenshot(Event):
-    kind: str = _kind("screenshot")
+class Screenshot(Event, kind="screenshot"):
     png: bytes
     url: str
     title: str
     taken_at: float
 
 
-@dataclass(frozen=True, kw_only=True)
-class Blocked(Event):
+class Blocked(Event, kind="blocked"):
     """A request the web policy refused (navigation or any sub-resource)."""
 
-    kind: str = _kind("blocked")
     url: str
     reason: str
 
@@ -108,9 +112,7 @@ class CriterionCheck:
     evidence: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Verdict(Event):
-    kind: str = _kind("verdict")
+class Verdict(Event, kind="verdict"):
     round: int
     checks: tuple[CriterionCheck, ...]
     success: bool
@@ -118,84 +120,43 @@ class Verdict(Event):
     feedback: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class ApprovalNeeded(Event):
+class ApprovalNeeded(_CallFields, kind="approval_needed"):
     """A side-effecting tool call waits for the user's Approve / Deny."""
 
-    kind: str = _kind("approval_needed")
-    call_id: str
-    name: str
-    args: dict[str, Any]
 
-
-@dataclass(frozen=True, kw_only=True)
-class ApprovalAnswered(Event):
+class ApprovalAnswered(Event, kind="approval_answered"):
     """The user's answer to an ``ApprovalNeeded``; the resumed run starts with it."""
 
-    kind: str = _kind("approval_answered")
     approved: bool
 
 
-@dataclass(frozen=True, kw_only=True)
-class AnswerDelta(Event):
+class AnswerDelta(Event, kind="answer_delta"):
     """A piece of the worker's reply as the model streams it; the whole reply follows as
     ``FinalAnswer`` or ``Question`` once the evaluator has judged it. Not kept in the run record."""
 
-    kind: str = _kind("answer_delta")
     text: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class FinalAnswer(Event):
-    kind: str = _kind("final_answer")
+class FinalAnswer(Event, kind="final_answer"):
     text: str
     accepted: bool  # False when a budget ran out and the answer is the best effort
 
 
-@dataclass(frozen=True, kw_only=True)
-class Question(Event):
-    kind: str = _kind("question")
+class Question(Event, kind="question"):
     text: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class ErrorEvent(Event):
-    kind: str = _kind("error")
+class ErrorEvent(Event, kind="error"):
     message: str
     category: Literal["model", "config", "browser", "timeout", "internal"] = "internal"
 
 
-@dataclass(frozen=True, kw_only=True)
-class Cancelled(Event):
-    kind: str = _kind("cancelled")
+class Cancelled(Event, kind="cancelled"):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class Finished(Event):
-    kind: str = _kind("finished")
+class Finished(Event, kind="finished"):
     outcome: Literal["answer", "question", "approval", "error", "cancelled"]
     seconds: float
     model_calls: int
     tokens: int
-
-
-_KINDS: dict[str, type[Event]] = {
-    cls.kind: cls
-    for cls in (
-        RunStarted,
-        ToolCall,
-        ToolResult,
-        Screenshot,
-        Blocked,
-        Verdict,
-        ApprovalNeeded,
-        ApprovalAnswered,
-        AnswerDelta,
-        FinalAnswer,
-        Question,
-        ErrorEvent,
-        Cancelled,
-        Finished,
-    )
-}
