@@ -178,6 +178,8 @@ class RunnerDeps:
     """Which server runs them: the holder of a running conversation's lease."""
     more_tools: Callable[[], Awaitable[Sequence[BaseTool]]] | None = None
     """The session's tools from elsewhere (its MCP servers), fetched once before the first run."""
+    proxy_socket: Callable[[], Awaitable[Path]] | None = None
+    """The web policy's proxy socket for the Python sandbox (``Guard.sandbox_socket``)."""
 
 
 class Runner:
@@ -223,7 +225,11 @@ class Runner:
             if deps.models is None:
                 raise ConfigError("No model is configured.")
             ctx = ToolContext(
-                settings=deps.settings, workspace=deps.workspace, get_browser=deps.get_browser, emit=self.emit
+                settings=deps.settings,
+                workspace=deps.workspace,
+                get_browser=deps.get_browser,
+                emit=self.emit,
+                proxy_socket=deps.proxy_socket,
             )
             self._graph = build_graph(
                 settings=deps.settings,

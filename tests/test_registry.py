@@ -10,7 +10,6 @@ from sidekick.browser.context import SessionBrowser
 from sidekick.config import Settings
 from sidekick.tools import browser, files, notify, python, web
 from sidekick.tools.base import ToolContext
-from sidekick.tools.python import NETWORK_UNSUPPORTED
 from sidekick.tools.registry import MODULES, availability, build_tools
 
 
@@ -49,11 +48,8 @@ def test_keys_turn_tools_on_and_a_half_configured_one_names_what_is_missing(tmp_
 
 @pytest.mark.parametrize(
     ("overrides", "reason"),
-    [
-        ({}, "set SIDEKICK_ENABLE_PYTHON=1"),
-        ({"enable_python": True, "python_network": True}, NETWORK_UNSUPPORTED),
-    ],
-    ids=["not-enabled", "network-asked-for"],
+    [({}, "set SIDEKICK_ENABLE_PYTHON=1")],
+    ids=["not-enabled"],
 )
 def test_the_python_row_says_why_it_is_off(tmp_path: Path, overrides: dict[str, bool], reason: str) -> None:
     settings = Settings(data_dir=tmp_path, **overrides)

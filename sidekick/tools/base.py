@@ -57,3 +57,6 @@ class ToolContext:
     """The session's browser; without one, no browser tools are built."""
     emit: Callable[[Any], None] = lambda event: None
     """Where tools report events (screenshots) for the run in progress."""
+    proxy_socket: Callable[[], Awaitable[Path]] | None = None
+    """The web policy's proxy socket for the Python sandbox (``Guard.sandbox_socket``); without it,
+    ``SIDEKICK_PYTHON_NETWORK=1`` leaves the Python tool off."""

@@ -11,8 +11,15 @@ stdin; limits survive ``exec`` and no ``preexec_fn`` runs in our (threaded) proc
 The tool is on only when ``SIDEKICK_ENABLE_PYTHON`` is set and the sandbox works on this machine
 (:func:`available` says why not otherwise); it never falls back to an unsandboxed process. Every call
 still waits for approval unless auto-approve is on: the code can fill its workspace and use its
-limits. ``SIDEKICK_PYTHON_NETWORK=1`` is refused for now: the sandbox has no path to the web
-policy's proxy yet, and proxy environment variables alone would not be a boundary.
+limits.
+
+``SIDEKICK_PYTHON_NETWORK=1`` gives the script the web, through the web policy only. The sandbox's
+network namespace still has nothing but its own loopback; the web policy guard's HTTP proxy socket
+(:meth:`~sidekick.web.guard.Guard.sandbox_socket`) is bound into it, and the bootstrap starts a tiny
+forwarder on ``127.0.0.1:3128`` inside, to that socket, before the script runs. ``HTTP_PROXY``,
+``HTTPS_PROXY`` and ``ALL_PROXY`` name it, so ``urllib`` (and most clients) use it; the guard checks
+every request (CONNECT or plain GET) as it checks the browser's. Anything that ignores the variables
+finds no route at all: the proxy is the only way out, not a convention.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ _MIB = 1024 * 1024
 # Runs with ``-I -S`` (nothing but the standard library is needed), sets the limits and becomes the
 # real interpreter. ``-u`` keeps stdout and stderr unbuffered, so they interleave in order and the
 # output printed before a kill is not lost; ``-X utf8`` because ``-I`` ignores PYTHONIOENCODING.
-# Plain ``-I`` (not ``-S``) for the code itself: ``-S`` would drop ``exit()``.
+# Plain ``-I`` (not ``-S``) for the code itself: ``-S`` would drop ``exit()``. With a proxy socket
+# (argv 5), a forked child relays 127.0.0.1:PROXY_PORT to it; the port is bound before the script
+# starts, and the child dies with the sandbox's PID namespace. Small thread stacks: RLIMIT_AS counts them.
 _BOOTSTRAP = """\
 import os, resource, sys
 for name, value in zip(("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE"), sys.argv[1:5]):
@@ -52,14 +61,44 @@ for name, value in zip(("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE"
     hard = resource.getrlimit(kind)[1]
     value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
     resource.setrlimit(kind, (value, value))  # soft = hard: without capabilities, never raised again
+if len(sys.argv) > 5:
+    import socket, threading
+    listener = socket.create_server(("127.0.0.1", int(sys.argv[6])), backlog=64)
+    if os.fork() == 0:
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(quiet, fd)
+        threading.stack_size(256 * 1024)
+        def pipe(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        def relay(client):
+            with client, socket.socket(socket.AF_UNIX) as upstream:
+                try:
+                    upstream.connect(sys.argv[5])
+                except OSError:
+                    return
+                back = threading.Thread(target=pipe, args=(upstream, client))
+                back.start()
+                pipe(client, upstream)
+                back.join()
+        while True:
+            threading.Thread(target=relay, args=(listener.accept()[0],), daemon=True).start()
+    listener.close()
 os.execv(sys.executable, [sys.executable, "-I", "-u", "-X", "utf8", "-"])
 """
+PROXY_PORT = 3128
+"""Where the sandbox's forwarder to the web policy's proxy listens, on the sandbox's own loopback."""
+PROXY_SOCKET = "/run/sidekick/proxy.sock"
+"""Where the guard's proxy socket shows inside the sandbox."""
+_PROXY_URL = f"http://127.0.0.1:{PROXY_PORT}"
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 # RLIMIT_NPROC is left alone: it counts every process of our user (it would fail the child at random
 # under a busy host) and is not enforced for root anyway. Killing the sandbox ends every descendant.
-NETWORK_UNSUPPORTED = (
-    "SIDEKICK_PYTHON_NETWORK=1 is not supported yet (the sandbox cannot reach the web policy's proxy); "
-    "unset it to run Python without network"
-)
 
 
 @dataclass(frozen=True)
@@ -113,16 +152,24 @@ async def run_python(
     memory_mb: int = 512,
     cpu_seconds: int | None = None,
     file_mb: int = 10,
+    proxy_socket: Path | None = None,
 ) -> PythonResult:
     """Run ``code`` in a fresh sandbox whose only writable folder of the host is ``cwd``.
 
     ``cpu_seconds`` defaults to just over ``timeout``: a backstop should the wall-clock kill not come.
+    ``proxy_socket`` (the guard's :meth:`~sidekick.web.guard.Guard.sandbox_socket`) gives the script
+    the web through the web policy; without it, no network at all.
     Raises :class:`~sidekick.tools.sandbox.SandboxUnavailable` (a ``ToolError``) when there is no sandbox.
     """
     box = await asyncio.to_thread(sandbox.default)  # probed once per process, then cached
     env = scrubbed_env(cwd, python=box.python)
     argv = python_command(box.python, timeout=timeout, memory_mb=memory_mb, cpu_seconds=cpu_seconds, file_mb=file_mb)
-    command = box.command(argv, workspace=cwd, env=env)
+    binds: list[tuple[Path, str]] = []
+    if proxy_socket is not None:
+        argv += [PROXY_SOCKET, str(PROXY_PORT)]
+        env.update(dict.fromkeys(_PROXY_VARIABLES, _PROXY_URL))
+        binds.append((proxy_socket, PROXY_SOCKET))
+    command = box.command(argv, workspace=cwd, env=env, binds=binds)
     return await run_process(command, code=code, cwd=cwd, env=env, timeout=timeout, output_limit=output_limit)
 
 
@@ -209,8 +256,6 @@ def available(settings: Settings) -> list[tuple[str, bool, str]]:
     """``[("run_python", on, why it is off)]``; probes the sandbox (once per process) only when asked for."""
     if not settings.enable_python:
         return [("run_python", False, "set SIDEKICK_ENABLE_PYTHON=1")]
-    if settings.python_network:
-        return [("run_python", False, NETWORK_UNSUPPORTED)]
     try:
         sandbox.default()
     except sandbox.SandboxUnavailable as exc:
@@ -219,19 +264,24 @@ def available(settings: Settings) -> list[tuple[str, bool, str]]:
 
 
 def build(ctx: ToolContext) -> list[BaseTool]:
-    """``run_python`` when :func:`available` says it is on; nothing otherwise."""
+    """``run_python`` when :func:`available` says it is on; nothing otherwise. With
+    ``SIDEKICK_PYTHON_NETWORK=1`` it also needs ``ctx.proxy_socket`` (the web policy's proxy)."""
     [(_, on, _)] = available(ctx.settings)
-    if not on:
+    network = ctx.settings.python_network
+    if not on or (network and ctx.proxy_socket is None):
         return []
     root = ctx.workspace
     timeout = min(ctx.settings.tool_timeout_seconds, MAX_TOOL_TIMEOUT)
+    proxy_socket = ctx.proxy_socket if network else None
 
     async def run_python_tool(code: str) -> str:
         if not code.strip():
             raise ToolError("There is no code to run.")
         # The workspace is created on first use, and refuses to be our own working directory.
         cwd = (await asyncio.to_thread(Workspace, root)).root
-        result = await run_python(code, cwd=cwd, timeout=timeout)
+        result = await run_python(
+            code, cwd=cwd, timeout=timeout, proxy_socket=await proxy_socket() if proxy_socket else None
+        )
         output = result.output or "(no output)"
         if result.timed_out:
             return f"timed out after {timeout:g}s (process killed)\n{output}"
@@ -245,13 +295,22 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                 "Run a Python 3 script in a fresh sandboxed process and get its exit code and printed "
                 "output (stdout and stderr, first 10,000 bytes). The working directory is your "
                 "workspace, so files it writes can be read with read_file; /tmp is private and "
-                "emptied after each call. The standard library only; no network. Limits: "
+                f"emptied after each call. The standard library only; {_network_note(network)} Limits: "
                 f"{timeout:g} seconds, 512 MB of memory, 10 MB per written file. Nothing persists "
                 "between calls except workspace files; there is no input(). Use print() to see results."
             ),
             metadata={"side_effect": True},
         )
     ]
+
+
+def _network_note(network: bool) -> str:
+    if network:
+        return (
+            "web access through an HTTP proxy that applies the web policy (urllib uses it; "
+            "local and private addresses are refused)."
+        )
+    return "no network."
 
 
 def _signal_note(exit_code: int | None) -> str:

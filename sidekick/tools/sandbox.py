@@ -2,8 +2,10 @@
 
 Inside, the script sees:
 
-- **no network**: a new, empty network namespace (only its own loopback), so neither the web nor a
-  server on the host's loopback can be reached;
+- **no network**: a new, empty network namespace (only its own loopback, which bwrap brings up), so
+  neither the web nor a server on the host's loopback can be reached. With network asked for, the
+  caller binds the web policy's proxy socket in (``binds``), and that socket is the only way out
+  (see ``sidekick.tools.python``);
 - **a filesystem of its own**: ``/usr`` (and the ``/bin``, ``/lib``… links into it), the
   interpreter's install prefix and ``/etc/ld.so.cache`` read-only, with the interpreter's
   site-packages hidden (the standard library only); the session's workspace read-write at its own
@@ -70,8 +72,18 @@ class Sandbox:
     bwrap: str
     python: str
 
-    def command(self, argv: Sequence[str], *, workspace: Path, env: Mapping[str, str]) -> list[str]:
-        """The command that runs ``argv`` in a fresh sandbox with ``workspace`` (an existing folder)."""
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        workspace: Path,
+        env: Mapping[str, str],
+        binds: Sequence[tuple[Path, str]] = (),
+    ) -> list[str]:
+        """The command that runs ``argv`` in a fresh sandbox with ``workspace`` (an existing folder).
+
+        ``binds``: more host paths (files or sockets) to show read-only, each at its path inside."""
+        extra = [arg for source, inside in binds for arg in ("--ro-bind", str(source), inside)]
         args = [
             self.bwrap,
             "--unshare-all",
@@ -106,6 +118,7 @@ class Sandbox:
             str(workspace),
             "--chdir",
             str(workspace),
+            *extra,
             # bwrap's own root (where it made the mount points) is a tmpfs: read-only, so no memory fills it.
             "--remount-ro",
             "/",

@@ -45,7 +45,7 @@ Chromium with ``net::ERR_TUNNEL_CONNECTION_FAILED``; a refused plain ``http://``
 ``403`` with the rule, which the page then shows. :meth:`Guard.remote_launch_args` are the flags
 such a browser should be launched with. A proxy is only a door the browser chooses to use: the
 browser host must also refuse direct egress (README, "Remote browsers and the web policy").
-:meth:`Guard.open_sandbox_proxy` serves the same HTTP proxy on a unix socket, for the Python sandbox.
+:meth:`Guard.sandbox_socket` serves the same HTTP proxy on a unix socket, for the Python sandbox.
 
 The proxy is :class:`~sidekick.web.socks.SocksProxy`; names are resolved through
 :class:`~sidekick.web.dns.DnsCache`. Only addresses are cached, never verdicts, so assigning a new
@@ -94,10 +94,9 @@ SANDBOX_SOCKET = "proxy.sock"
 
 @dataclass(frozen=True, eq=False)
 class ContextProxy:
-    """Credentials of one browser context (or one sandboxed run) on the guard's HTTP proxy.
+    """Credentials of one remote browser context on the guard's HTTP proxy (``server``: ``http://host:port``).
 
-    ``server`` is ``http://host:port`` for a browser, the unix socket's path for the sandbox. The
-    credentials are random, kept out of ``repr`` and never logged. :meth:`close` revokes them and
+    The credentials are random, kept out of ``repr`` and never logged. :meth:`close` revokes them and
     ends the connections opened with them; it is synchronous and idempotent.
     """
 
@@ -213,23 +212,22 @@ class Guard:
         username, password = self._http.grant()
         return ContextProxy(f"http://{server}", username, password, self._http.revoke)
 
-    async def open_sandbox_proxy(self) -> ContextProxy:
-        """New credentials on the HTTP proxy's unix socket (``ContextProxy.server`` is its path), for one
-        sandboxed run: only what can open the socket file (our user, and the sandbox it is bound into)
-        reaches it."""
+    async def sandbox_socket(self) -> Path:
+        """The HTTP proxy's unix socket for the Python sandbox (it starts on first use). Whoever can open
+        the file (our user, and each sandbox it is bound into) may use it without credentials; its
+        folder is private (mode 0700) and removed when the guard closes."""
         if self._state != "running":
             raise BrowserError("Start the web policy guard (await guard.start()) first.")
         async with self._http_starting:
             if self._socket_dir is None:
-                folder = Path(tempfile.mkdtemp(prefix="sidekick-guard-"))  # mode 0700: ours alone
+                folder = Path(tempfile.mkdtemp(prefix="sidekick-guard-"))
                 try:
                     await self._bounded_listen(self._http.listen_unix(str(folder / SANDBOX_SOCKET)), "a unix socket")
                 except BaseException:
                     shutil.rmtree(folder, ignore_errors=True)
                     raise
                 self._socket_dir = folder
-        username, password = self._http.grant()
-        return ContextProxy(str(self._socket_dir / SANDBOX_SOCKET), username, password, self._http.revoke)
+            return self._socket_dir / SANDBOX_SOCKET
 
     async def _http_listening(self) -> str:
         """The HTTP proxy's ``host:port``, listening from the first call on."""

@@ -16,6 +16,10 @@ Either is checked exactly as the SOCKS listener checks (the same ``admit``, conn
 checked addresses: :class:`~sidekick.web.tunnel.TunnelServer`). Missing or wrong credentials get
 ``407``, a denied target ``403`` naming the rule, an unreachable one ``502``, anything else ``400``;
 each answer closes the connection. Credentials are compared in constant time and never logged.
+
+The same proxy also listens on a unix socket for the Python sandbox (:meth:`TunnelServer.listen_unix`):
+only processes that can open the socket file reach it (our user, and the sandboxes it is bound
+into), so requests there need no credentials.
 """
 
 from __future__ import annotations
@@ -60,14 +64,16 @@ class HttpProxy(TunnelServer):
         """Credentials in force."""
         return len(self._credentials)
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Target | None:
-        request = self._request(await reader.readuntil(b"\r\n\r\n"))
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trusted: bool
+    ) -> Target | None:
+        request = self._request(await reader.readuntil(b"\r\n\r\n"), trusted)
         if isinstance(request, Target):
             return request
         await _answer(writer, *request)
         return None
 
-    def _request(self, head: bytes) -> Target | tuple[int, str, str]:
+    def _request(self, head: bytes, trusted: bool) -> Target | tuple[int, str, str]:
         """What the request head asks for, or the answer (code, reason, text) that refuses it."""
         if len(head) > _MAX_HEAD:
             return 431, "Request Header Fields Too Large", "The request's head is too large."
@@ -79,8 +85,8 @@ class HttpProxy(TunnelServer):
         headers = [header for text in header_lines if (header := _header(text)) is not None]
         if len(headers) != len(header_lines):
             return 400, "Bad Request", "A header line is malformed."
-        owner = self._authorized(headers)
-        if owner is None:
+        owner = None if trusted else self._authorized(headers)
+        if owner is None and not trusted:
             return 407, "Proxy Authentication Required", "Credentials are required."
         if method == b"CONNECT":
             address = _host_port(target.decode("ascii", errors="replace"), default_port=None)

@@ -30,7 +30,9 @@ class SocksProxy(TunnelServer):
         self.port = await self.listen_tcp("127.0.0.1", 0)
         return self.port
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Target | None:
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trusted: bool
+    ) -> Target | None:
         host, port = await _socks_request(reader, writer)
         return None if host is None else Target(host, port)
 

@@ -12,6 +12,7 @@ and :meth:`TunnelServer.drop_owner` drops those opened with one set of credentia
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class TunnelServer:
         return int(server.sockets[0].getsockname()[1])
 
     async def listen_unix(self, path: str) -> None:
-        """Listen on a unix socket at ``path`` (the caller owns its folder and removes it)."""
-        await self._listening(asyncio.start_unix_server(self._serve, path))
+        """Listen on a unix socket at ``path``, whose clients are trusted: whoever can open the socket
+        file needs no credentials (the caller owns its folder, keeps it private and removes it)."""
+        await self._listening(asyncio.start_unix_server(functools.partial(self._serve, trusted=True), path))
 
     async def _listening(self, starting: Awaitable[asyncio.Server]) -> asyncio.Server:
         if self._closed:
@@ -103,8 +105,11 @@ class TunnelServer:
                 log.info("A proxy listener did not close within %g s", _CLOSE_SECONDS)
 
     # -- what a protocol supplies --------------------------------------------------------------
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Target | None:
-        """Read the client's request; None after answering a request that is not to be served."""
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, trusted: bool
+    ) -> Target | None:
+        """Read the client's request; None after answering a request that is not to be served.
+        ``trusted``: it came through a unix socket (see :meth:`listen_unix`)."""
         raise NotImplementedError
 
     async def _refuse(self, writer: asyncio.StreamWriter, verdict: UrlVerdict) -> None:
@@ -117,7 +122,9 @@ class TunnelServer:
         raise NotImplementedError
 
     # -- one connection ------------------------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, trusted: bool = False
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -126,7 +133,7 @@ class TunnelServer:
         owned: set[asyncio.StreamWriter] | None = None
         try:
             async with asyncio.timeout(HANDSHAKE_SECONDS):
-                target = await self._handshake(reader, writer)
+                target = await self._handshake(reader, writer, trusted)
             if target is None:
                 return
             if target.owner is not None:

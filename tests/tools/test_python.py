@@ -22,7 +22,7 @@ from sidekick.config import Settings
 from sidekick.errors import ToolError
 from sidekick.tools import sandbox
 from sidekick.tools.base import ToolContext
-from sidekick.tools.python import NETWORK_UNSUPPORTED, PythonResult, available, build, run_python
+from sidekick.tools.python import PythonResult, available, build, run_python
 
 # A grandchild that would outlive the run if only the direct child were killed.
 SPAWN_SLEEPER = textwrap.dedent(
@@ -428,14 +428,14 @@ def make_ctx(tmp_path: Path, **settings: Any) -> ToolContext:
 def test_available_says_why_it_is_off(tmp_path: Path) -> None:
     assert available(Settings()) == [("run_python", False, "set SIDEKICK_ENABLE_PYTHON=1")]
     assert available(Settings(enable_python=True)) == [("run_python", True, "")]
-    assert available(Settings(enable_python=True, python_network=True)) == [("run_python", False, NETWORK_UNSUPPORTED)]
-    assert "not supported yet" in NETWORK_UNSUPPORTED
+    # With network asked for, the tool goes through the session's guard (tests/tools/test_python_network.py).
+    assert available(Settings(enable_python=True, python_network=True)) == [("run_python", True, "")]
 
 
 def test_build_is_off_by_default_and_without_a_supported_sandbox(tmp_path: Path) -> None:
     assert build(make_ctx(tmp_path)) == []
     assert build(make_ctx(tmp_path, enable_python=False)) == []
-    assert build(make_ctx(tmp_path, enable_python=True, python_network=True)) == []
+    assert build(make_ctx(tmp_path, enable_python=True, python_network=True)) == []  # no guard to go through
 
 
 async def test_tool_runs_code_in_the_workspace(tmp_path: Path) -> None:
