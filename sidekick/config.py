@@ -116,7 +116,7 @@ class Settings:
     python_network: bool = _setting(
         "SIDEKICK_PYTHON_NETWORK",
         False,
-        "1 asks for web access from the Python sandbox; not supported yet, so the tool stays off and says so.",
+        "1 gives the Python sandbox web access, only through the web policy's proxy (no other route out).",
     )
     mcp_config: Path | None = _setting(
         "SIDEKICK_MCP_CONFIG", None, "MCP servers file (default: mcp.json in SIDEKICK_DATA_DIR, if present)."
@@ -183,6 +183,9 @@ class Settings:
                 UrlPolicy.parse_domains(text)
             except ConfigError as exc:
                 raise ConfigError(f"{env}: {exc}") from None
+        from sidekick.browser.endpoints import parse_endpoints  # it imports this module
+
+        parse_endpoints(settings.browser_endpoints)  # a bad endpoint is named at start-up, not first use
         return settings
 
     @classmethod

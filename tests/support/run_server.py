@@ -6,7 +6,8 @@ is the ``ws://127.0.0.1:PORT/`` URL itself (a ``str``, so it goes straight into
 ``server.kill()`` (SIGKILL the whole tree at once, as a browser host that dies), ``server.restart()``
 (the same URL again, after a kill), ``server.browser_pids()`` and ``server.renderers()`` (Chromium
 processes the server runs now, by process accounting). :func:`remote_settings` turns test settings
-into settings that browse on these servers.
+into settings that browse on these servers. :func:`devtools_chromium` is the other kind of endpoint:
+a Chromium with a DevTools port (``cdp:`` + its ``url``).
 
 The server runs with ``--unsafe``: Playwright's own Chromium is not downloaded here, so the client
 must be allowed to name the executable (Sidekick sends ``SIDEKICK_BROWSER_PATH``, see
@@ -27,10 +28,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 
-from sidekick.browser.chromium import find_browser
+from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.config import Settings
 from sidekick.procs import browser_processes, kill_trees
 
@@ -197,3 +199,39 @@ def remote_settings(settings: Settings, *servers: str) -> Settings:
     return dataclasses.replace(
         settings, browser_endpoints=",".join(servers), browser_path=settings.browser_path or find_browser(settings)
     )
+
+
+class DevToolsChromium:
+    """A Chromium of its own with a DevTools endpoint (what a ``cdp:`` endpoint such as browserless
+    serves): ``url`` is ``http://127.0.0.1:PORT``. It outlives its clients, unlike a run-server's."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.folder = folder
+        args = [find_browser(settings), "--headless=new", "--remote-debugging-port=0",
+                "--remote-debugging-address=127.0.0.1", f"--user-data-dir={folder}", *launch_args(), "about:blank"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = folder / "DevToolsActivePort"
+        deadline = time.monotonic() + START_SECONDS
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("Chromium did not open its DevTools port")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port_file.read_text().split()[0]}"
+
+    def stop(self) -> None:
+        kill_trees([self.process.pid])
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@contextmanager
+def devtools_chromium(settings: Settings, folder: Path) -> Iterator[DevToolsChromium]:
+    """A started :class:`DevToolsChromium` with its profile in ``folder``; killed (whole tree) at the end."""
+    browser = DevToolsChromium(settings, folder)
+    try:
+        yield browser
+    finally:
+        browser.stop()
