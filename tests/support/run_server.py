@@ -13,8 +13,8 @@ The server runs with ``--unsafe``: Playwright's own Chromium is not downloaded h
 must be allowed to name the executable (Sidekick sends ``SIDEKICK_BROWSER_PATH``, see
 :func:`remote_settings`). The ``python -m playwright`` wrapper runs the server as a Node child and
 does not pass signals on: ending the wrapper leaves Node (and its Chromium) running, reparented to
-PID 1. So the Node child is found by PID and ended first, then the wrapper. A graceful stop closes
-the server's stdin, on which Playwright's server closes its browsers and exits.
+PID 1. So the Node child is found by PID and ended first (SIGTERM: the server closes its browsers
+and exits), then the wrapper follows; whatever is left after a while is killed.
 """
 
 from __future__ import annotations
@@ -131,20 +131,20 @@ class RunServer(str):
         if self.wrapper is None:
             return
         pids = self._pids()
-        if self.wrapper.poll() is None and self.wrapper.stdin is not None:
+        if self.wrapper.poll() is None and self.node_pid is not None:
+            # A SIGTERM that comes while the server is still closing the browser of a client that
+            # just left hangs its exit: let those close first (they do within a second or so).
+            deadline = time.monotonic() + STOP_SECONDS
+            while self.browser_pids() and time.monotonic() < deadline:
+                time.sleep(0.05)
             try:
-                self.wrapper.stdin.close()  # Playwright's server exits when its stdin closes
-            except OSError:
+                os.kill(self.node_pid, signal.SIGTERM)  # the server closes its browsers and exits
+            except ProcessLookupError:
                 pass
-            if self.node_pid is not None:
-                try:
-                    os.kill(self.node_pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        try:
-            self.wrapper.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
+            try:
+                self.wrapper.wait(STOP_SECONDS / 2)
+            except subprocess.TimeoutExpired:
+                pass
         if not _gone(pids):
             kill_trees(pids)
         self._reap()
