@@ -11,7 +11,7 @@ between the page and the target) and, where the hooks add something, the full gu
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -81,6 +81,10 @@ async def remote(server: RunServer, settings: Settings, site: LocalSite) -> Asyn
                 await browser.close()
     finally:
         await guard.aclose()
+
+
+def count_is(reports: list[tuple[str, str]], n: int) -> Callable[[], bool]:
+    return lambda: len(reports) == n
 
 
 async def refused_page(page: Page, url: str) -> str:
@@ -183,7 +187,7 @@ async def test_denied_subresources_are_refused_and_reported(remote: Remote, targ
         await page.goto(remote.public("/embeds"))
         await page.wait_for_load_state("load")
         if hooks:
-            assert await eventually(lambda seen=reports: len(seen) == 5), reports
+            assert await eventually(count_is(reports, 5)), reports
     assert target.connections == 0
     assert set(remote.site.hits) <= {"/embeds", "/favicon.ico"}  # none of the denied images
 
@@ -203,6 +207,6 @@ async def test_websockets_to_denied_hosts_are_refused(remote: Remote, target: Pr
         await page.goto(remote.public("/ws"))
         await page.wait_for_function("document.title === 'xxx'", timeout=10_000)
         if hooks:
-            assert await eventually(lambda seen=reports: len(seen) == 3), reports
+            assert await eventually(count_is(reports, 3)), reports
     assert target.connections == 0 and "/socket" not in remote.site.hits
     assert all(address == PUBLIC_ADDRESS for address, _ in remote.dialer.attempts)
