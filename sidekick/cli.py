@@ -201,17 +201,27 @@ def decide(event: ev.ApprovalNeeded, *, auto: bool) -> bool:
     return reply.strip().lower() in ("y", "yes")
 
 
+# How the terminal shows the events that need only their fields; the others are made in show(), and
+# an AnswerDelta shows nothing (the whole answer is printed when it is final).
+_LINES: dict[type[ev.Event], str] = {
+    ev.RunStarted: "▶ {e.message:.100}",
+    ev.Blocked: "    ⛔ blocked {e.url:.100}: {e.reason}",
+    ev.ApprovalNeeded: "  ? approval needed for {e.name}",
+    ev.FinalAnswer: "\n{e.text}",
+    ev.Question: "\nQuestion: {e.text}",
+    ev.Cancelled: "{e.reason}",
+    ev.Finished: "\n({e.seconds:.1f} s, {e.model_calls} model calls, {e.tokens} tokens)",
+}
+
+
 def show(event: ev.Event, out: TextIO, *, as_json: bool) -> None:
     if as_json:
         out.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
         out.flush()
         return
-    if isinstance(event, ev.AnswerDelta):  # the whole answer is printed when it is final
-        return
-    line: str | None = None
+    template = _LINES.get(type(event))
+    line = None if template is None else template.format(e=event)
     match event:
-        case ev.RunStarted():
-            line = f"▶ {event.message[:100]}"
         case ev.ToolCall():
             line = f"  → {event.name}({json.dumps(event.args, ensure_ascii=False)[:120]})"
         case ev.ToolResult():
@@ -219,23 +229,11 @@ def show(event: ev.Event, out: TextIO, *, as_json: bool) -> None:
             line = f"    {'✓' if event.ok else '✗'} {first}"
         case ev.Screenshot():
             line = f"    [screenshot] {event.title or '(untitled)'} — {event.url}"
-        case ev.Blocked():
-            line = f"    ⛔ blocked {event.url[:100]}: {event.reason}"
         case ev.Verdict():
             marks = ", ".join(f"{'✓' if c.met else '✗'} {c.criterion}" for c in event.checks)
             line = f"  review {event.round}: {marks}" + ("" if event.success else f" — {event.feedback}")
-        case ev.ApprovalNeeded():
-            line = f"  ? approval needed for {event.name}"
-        case ev.FinalAnswer():
-            line = f"\n{event.text}"
-        case ev.Question():
-            line = f"\nQuestion: {event.text}"
         case ev.ErrorEvent():
             print(f"error: {event.message}", file=sys.stderr)
-        case ev.Cancelled():
-            line = event.reason
-        case ev.Finished():
-            line = f"\n({event.seconds:.1f} s, {event.model_calls} model calls, {event.tokens} tokens)"
     if line is not None:
         out.write(line + "\n")
         out.flush()

@@ -6,8 +6,10 @@ Playwright-driver process descends from the test process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,9 @@ from sidekick.procs import browser_processes
 from sidekick.sessions import SessionDeps, SessionRegistry
 from sidekick.store import Store
 from tests.support.fakes.openai_server import FakeOpenAI
-from tests.support.fakes.site import LocalSite
+from tests.support.fakes.site import HangingLoad, LocalSite
 from tests.support.runs import MakeRegistry, Rig, agent_settings, open_rig
-from tests.support.waiting import poll
+from tests.support.waiting import poll, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -42,21 +44,42 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[BrowserPool]:
-    p = BrowserPool(settings)
-    try:
+    async with contextlib.aclosing(BrowserPool(settings)) as p:
         yield p
-    finally:
-        await p.aclose()
+
+
+@pytest.fixture
+async def hanging(pool: BrowserPool, site: LocalSite) -> AsyncIterator[Callable[[float], Awaitable[HangingLoad]]]:
+    """Starts a session's navigation to the site's ``/hang`` (with that navigation timeout) and
+    returns once the site saw the request; cancels the navigation and closes the session after the
+    test, failure or not."""
+
+    async def settle(loading: asyncio.Task[Any]) -> None:
+        loading.cancel()
+        await asyncio.wait([loading], timeout=10)
+        if loading.done() and not loading.cancelled():
+            loading.exception()  # retrieved: the test has judged it
+
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(timeout: float) -> HangingLoad:
+            browser = await pool.new_session_browser()
+            stack.push_async_callback(browser.aclose)
+            await browser.goto(site.url("/"))
+            assert pool.browser_pid is not None
+            loading = asyncio.create_task(browser.goto(site.url("/hang"), timeout=timeout))
+            stack.push_async_callback(settle, loading)
+            await wait_until(lambda: "/hang" in site.hits, timeout=10, what="the hanging page requested")
+            return HangingLoad(browser, pool.browser_pid, loading)
+
+        yield start
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A real SQLite store in a temporary folder."""
-    opened = await Store(tmp_path / "store" / "sidekick.sqlite").open()
-    try:
+    """A real SQLite store in a temporary folder (one it has to create)."""
+    async with Store(tmp_path / "store" / "sidekick.sqlite") as opened:
         yield opened
-    finally:
-        await opened.aclose()
 
 
 @pytest.fixture

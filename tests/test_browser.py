@@ -2,6 +2,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -10,7 +11,7 @@ from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from sidekick.errors import BrowserCrashedError, BrowserUnavailableError, NavigationError, SessionClosedError
 from sidekick.procs import browser_processes
-from tests.support.fakes.site import LocalSite
+from tests.support.fakes.site import HangingLoad, LocalSite
 
 
 async def test_sessions_do_not_share_cookies(pool: BrowserPool, site: LocalSite) -> None:
@@ -78,22 +79,17 @@ async def test_a_popup_becomes_the_current_page(pool: BrowserPool, site: LocalSi
 
 
 async def test_killing_chromium_mid_use_is_a_clear_error_and_the_next_use_relaunches(
-    pool: BrowserPool, site: LocalSite
+    pool: BrowserPool, site: LocalSite, hanging: Callable[[float], Awaitable[HangingLoad]]
 ) -> None:
-    sb = await pool.new_session_browser()
-    await sb.goto(site.url("/"))
-    pid = pool.browser_pid
-    assert pid is not None
-    loading = asyncio.create_task(sb.goto(site.url("/hang"), timeout=30))
-    await asyncio.sleep(0.3)
-    os.kill(pid, signal.SIGKILL)
+    load = await hanging(30)
+    os.kill(load.chromium, signal.SIGKILL)
     with pytest.raises(BrowserCrashedError, match="restarts on your next action"):
-        await asyncio.wait_for(loading, 10)
+        await asyncio.wait_for(load.loading, 10)
     assert pool.crashes == 1
     fresh = await pool.new_session_browser()
     shot = await fresh.goto(site.url("/about"))
     assert shot.title == "About" and pool.launches == 2
-    await sb.aclose()  # closing a context of the dead browser is harmless
+    await load.browser.aclose()  # closing a context of the dead browser is harmless
     await fresh.aclose()
 
 

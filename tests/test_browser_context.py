@@ -5,31 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from sidekick.browser.pool import BrowserPool
 from sidekick.errors import SessionClosedError
-from tests.support.fakes.site import LocalSite
+from tests.support.fakes.site import HangingLoad
 from tests.support.waiting import wait_until
 
 RESET = "This browser session was reset or ended."
 
 
 async def test_closing_the_session_aborts_its_navigation_with_a_session_closed_error(
-    pool: BrowserPool, site: LocalSite
+    pool: BrowserPool, hanging: Callable[[float], Awaitable[HangingLoad]]
 ) -> None:
-    sb = await pool.new_session_browser()
-    loading = asyncio.create_task(sb.goto(site.url("/hang"), timeout=30))
-    try:
-        await wait_until(lambda: "/hang" in site.hits, timeout=10, what="the hanging page requested")
-        await sb.aclose()
-        with pytest.raises(SessionClosedError, match="reset or ended"):
-            await asyncio.wait_for(loading, 10)
-    finally:
-        loading.cancel()
-        await sb.aclose()
-    assert sb.closed and pool.browser_connected()  # the browser itself lives on for other sessions
+    load = await hanging(30)
+    await load.browser.aclose()
+    with pytest.raises(SessionClosedError, match="reset or ended"):
+        await asyncio.wait_for(load.loading, 10)
+    assert load.browser.closed and pool.browser_connected()  # the browser itself lives on for other sessions
 
 
 # Regression (bug 5): SessionBrowser.call turned a timeout straight into "did not finish within"
@@ -39,25 +34,19 @@ async def test_closing_the_session_aborts_its_navigation_with_a_session_closed_e
 # navigation's own timeout fires first, with the session already closed. Now the closed state is
 # checked first: SessionClosedError, "reset or ended".
 async def test_a_navigation_that_times_out_after_a_reset_says_the_session_was_reset(
-    pool: BrowserPool, site: LocalSite
+    pool: BrowserPool, hanging: Callable[[float], Awaitable[HangingLoad]]
 ) -> None:
-    sb = await pool.new_session_browser()
-    await sb.goto(site.url("/"))
-    chromium = pool.browser_pid
-    assert chromium is not None
-    loading = asyncio.create_task(sb.goto(site.url("/hang"), timeout=1))
+    load = await hanging(1)
     closing: asyncio.Task[None] | None = None
-    await wait_until(lambda: "/hang" in site.hits, timeout=10, what="the hanging page requested")
-    os.kill(chromium, signal.SIGSTOP)
+    os.kill(load.chromium, signal.SIGSTOP)
     try:
-        closing = asyncio.create_task(sb.aclose())
-        await wait_until(lambda: sb.closed, timeout=5, what="the session marked closed")
+        closing = asyncio.create_task(load.browser.aclose())
+        await wait_until(lambda: load.browser.closed, timeout=5, what="the session marked closed")
         with pytest.raises(SessionClosedError) as info:
-            await asyncio.wait_for(loading, 10)
+            await asyncio.wait_for(load.loading, 10)
         assert str(info.value) == RESET
     finally:
-        os.kill(chromium, signal.SIGCONT)
-        loading.cancel()
+        os.kill(load.chromium, signal.SIGCONT)
         if closing is not None:
             await asyncio.wait_for(closing, 15)
     assert pool.browser_connected() and pool.crashes == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from sidekick.config import Settings
 from sidekick.errors import BrowserError, NavigationError
 from sidekick.web.guard import Guard
 from sidekick.web.policy import UrlPolicy
+from tests.support.fakes.serving import Serving
 from tests.support.fakes.site import LocalSite
 
 PUBLIC_ADDRESS = "93.184.216.34"
@@ -77,33 +77,24 @@ class PrivateTarget:
                 self.wfile.write(body)
 
         class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
             def verify_request(self, request: Any, client_address: Any) -> bool:
                 target.connections += 1
                 return True
 
-        self._server = Server(("127.0.0.2", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.port = int(self._server.server_address[1])
+        self._serving = Serving(Server(("127.0.0.2", 0), Handler))
+        self.port = self._serving.port
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.2:{self.port}{path}"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._serving.close()
 
 
 @pytest.fixture
 def target() -> Iterator[PrivateTarget]:
-    t = PrivateTarget()
-    try:
+    with contextlib.closing(PrivateTarget()) as t:
         yield t
-    finally:
-        t.close()
 
 
 @dataclass

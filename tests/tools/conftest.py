@@ -1,3 +1,4 @@
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -7,8 +8,5 @@ from tests.support.fakes.http import FakeHTTP
 
 @pytest.fixture
 def fake() -> Iterator[FakeHTTP]:
-    server = FakeHTTP()
-    try:
+    with contextlib.closing(FakeHTTP()) as server:
         yield server
-    finally:
-        server.close()

@@ -11,13 +11,33 @@ Standard library only; it binds 127.0.0.1 on a free port and never reaches outsi
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import html
 import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tests.support.fakes.serving import Serving
+
+if TYPE_CHECKING:
+    from sidekick.browser.context import SessionBrowser
+    from sidekick.events import Screenshot
+
+
+@dataclasses.dataclass
+class HangingLoad:
+    """A session navigating to ``/hang`` (which never answers) after loading ``/``, so Chromium is
+    up: where the tests that break Chromium or the session mid-navigation start (conftest's
+    ``hanging`` fixture makes them and closes them after the test)."""
+
+    browser: SessionBrowser
+    chromium: int  # the pool's Chromium pid at the start
+    loading: asyncio.Task[Screenshot]
+
 
 PAGES: dict[str, str] = {
     "/": """<html><head><title>Sidekick test site</title></head><body>
@@ -82,8 +102,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class LocalSite:
     def __init__(self) -> None:
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self._release = threading.Event()
         self._lock = threading.Lock()
         self.hits: list[str] = []
@@ -97,8 +116,8 @@ class LocalSite:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
+        assert self._serving is not None
+        return self._serving.port
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -126,20 +145,14 @@ class LocalSite:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._serving = Serving(_QuietServer(("127.0.0.1", 0), Handler))
         return self
 
     def stop(self) -> None:
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         parsed = urllib.parse.urlsplit(h.path)
