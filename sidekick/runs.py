@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -38,6 +38,9 @@ from sidekick.errors import ConfigError, ModelError, RunInProgressError, Sidekic
 from sidekick.models import Models, explain_model_error
 from sidekick.store import BaseStore
 from sidekick.tools.base import BrowserGetter, ToolContext
+
+if TYPE_CHECKING:
+    from sidekick.browser.context import SessionBrowser
 from sidekick.tools.registry import build_tools
 from sidekick.transcript import text_of
 
@@ -49,6 +52,7 @@ Graph = CompiledStateGraph[State, RunContext, TurnInput, State]
 REPAIR_SECONDS = 5.0
 # A cancelled run repairs its thread, then writes its record: wait for both, each bounded.
 CANCEL_SECONDS = 2 * REPAIR_SECONDS + 10.0
+STEP_SHOT_SECONDS = 3.0
 INTERRUPTED = "Not run: the turn ended (stopped, failed or timed out) before this tool call finished."
 
 
@@ -227,7 +231,7 @@ class Runner:
             ctx = ToolContext(
                 settings=deps.settings,
                 workspace=deps.workspace,
-                get_browser=deps.get_browser,
+                get_browser=self._browser_for_tools if deps.get_browser is not None else None,
                 emit=self.emit,
                 proxy_socket=deps.proxy_socket,
             )
@@ -248,6 +252,28 @@ class Runner:
         run = self._run
         if run is not None and self.running:
             run.emit(event)
+
+    async def _browser_for_tools(self) -> SessionBrowser:
+        """The session's browser, for a tool: the step it is in ends with a screenshot."""
+        assert self._deps.get_browser is not None
+        if self._run is not None:
+            self._run.browser_used = True
+        return await self._deps.get_browser()
+
+    async def _step_screenshot(self) -> ev.Screenshot | None:
+        """The browser as a step left it; None if there is none to take (a failure never fails the step)."""
+        get = self._deps.get_browser
+        if get is None:
+            return None
+        try:
+            async with asyncio.timeout(STEP_SHOT_SECONDS):
+                sb = await get()
+                if not sb.alive or sb.dialog is not None:  # an open dialog freezes the page
+                    return None
+                return await sb.screenshot()
+        except (TimeoutError, SidekickError) as exc:
+            log.info("No screenshot at the end of the step: %s", str(exc) or "timed out")
+            return None
 
     def forget_screen(self) -> None:
         """The browser was reset or closed: its last screenshot no longer shows what it shows."""
@@ -280,7 +306,7 @@ class Runner:
         handle = RunHandle(run_id=uuid.uuid4().hex[:12], thread_id=thread_id)
         carried = self._screen[1] if self._screen is not None and self._screen[0] == thread_id else None
         recorder = Recorder(self._deps.store, thread_id, handle.run_id)
-        run = RunContext(put=handle.events.put, record=recorder.add, screen=carried)
+        run = RunContext(put=handle.events.put, record=recorder.add, screen=carried, capture=self._step_screenshot)
         self._run, self._thread_id, self._busy = run, thread_id, True
         self._task = asyncio.get_running_loop().create_task(
             self._recorded(recorder, handle, run, message, criteria, resume), name=f"sidekick-run-{handle.run_id}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sidekick.events import FinalAnswer, Screenshot
+from sidekick.events import FinalAnswer, Screenshot, ToolResult
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
 from tests.support.runs import Rig, of, verdict
@@ -113,3 +113,27 @@ async def test_closing_the_runner_waits_for_the_record_writer(rig: Rig, llm: Fak
             await asyncio.wait([task], timeout=10)
         if closing is not None:
             await asyncio.wait([closing], timeout=10)
+
+
+async def test_each_step_that_used_the_browser_ends_with_one_screenshot(
+    rig: Rig, llm: FakeOpenAI, site: LocalSite, tmp_path: Path
+) -> None:
+    """No screenshot after every action (the live view shows those): one per step, for the record,
+    after the step's results; navigate's own counts as it, and a step without the browser has none."""
+    (tmp_path / "notes.txt").write_text("hello")
+    llm.worker(
+        Reply.tool_call("navigate", {"url": site.url("/about")}),
+        Reply.tool_call("read_page", {}),
+        Reply.tool_call("list_files", {}),
+        Reply.text("The number is 4217."),
+    )
+    llm.evaluator(verdict(True))
+    events = await rig.run("Read the about page")
+    shots = of(events, Screenshot)
+    assert [s.url for s in shots] == [site.url("/about")] * 2, events
+    results = [i for i, e in enumerate(events) if isinstance(e, ToolResult)]
+    taken = [i for i, e in enumerate(events) if isinstance(e, Screenshot)]
+    # navigate's comes with its call; read_page's step ends with one; list_files' has none.
+    assert taken[0] < results[0] < results[1] < taken[1] < results[2], events
+    recorded = [e for run in await rig.store.record("t1") for e in run.events if isinstance(e, Screenshot)]
+    assert len(recorded) == 2

@@ -8,7 +8,7 @@ counters or screenshot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
@@ -37,13 +37,27 @@ class RunContext:
     """Keeps the event in the run record (the store), as it happens."""
     screen: Screenshot | None = None
     """The newest screenshot this run has seen (or carried over from the thread's last run)."""
+    capture: Callable[[], Awaitable[Screenshot | None]] | None = None
+    """Takes a screenshot of the session's browser (None when it cannot: no browser, a dialog)."""
+    browser_used: bool = False
+    """A tool used the browser since the last screenshot: the step ends with one."""
     stats: RunStats = field(default_factory=RunStats)
     finished: Finished | None = None
     """The run's last event, kept until the record is written, then delivered."""
 
+    async def step_screenshot(self) -> None:
+        """At the end of a step that used the browser, one screenshot for the run record (and the
+        model, with vision); the live view showed the actions themselves as they happened."""
+        if self.browser_used and self.capture is not None:
+            self.browser_used = False
+            shot = await self.capture()
+            if shot is not None:
+                self.emit(shot)
+
     def emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):
             self.screen = event
+            self.browser_used = False
         if not isinstance(event, AnswerDelta):  # the whole reply is recorded, not its pieces
             self.record(event)
         self.put(event)

@@ -195,6 +195,7 @@ def build_graph(
                 )
             )
             results.append(ToolMessage(content=output, tool_call_id=call_id, name=call["name"]))
+        await runtime.context.step_screenshot()
         return {"messages": results}
 
     async def evaluator(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:

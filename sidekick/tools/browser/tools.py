@@ -32,7 +32,6 @@ SNAPSHOT_CHARS = 12_000  # the snapshot tool
 ACTION_SNAPSHOT_CHARS = 4000  # the snapshot that comes with an action's result
 MAX_LINKS = 50
 MAX_SCROLL_PAGES = 20
-SHOT_SECONDS = 3.0
 STOP_SECONDS = 2.0
 # How long Playwright may wait for an element to become visible, enabled, stable and unobscured
 # before we say which of those it is not: fail fast rather than wait out the tool budget.
@@ -125,18 +124,15 @@ def build(ctx: ToolContext) -> list[BaseTool]:
                 text, shot = await action(sb)
         except TimeoutError:
             await sb.stop_loading(STOP_SECONDS)
-            await _emit_screenshot(ctx, sb)
             raise ToolError(f"{note}{what} did not finish within the {budget:g} s time limit.") from None
         except (BrowserError, SessionClosedError) as exc:
-            await _emit_screenshot(ctx, sb)
             raise ToolError(f"{note}{exc}") from None
         except ToolError as exc:
-            await _emit_screenshot(ctx, sb)
             raise ToolError(f"{note}{exc}") from None
+        # The live view shows each action as it happens; the record gets one screenshot at the end
+        # of the step (``RunContext.step_screenshot``), or this one, which the tool already took.
         if shot is not None:
             ctx.emit(shot)
-        else:
-            await _emit_screenshot(ctx, sb)
         return note + text
 
     async def call(sb: SessionBrowser, fn: Callable[[Page], Awaitable[Any]], what: str) -> Any:
@@ -705,19 +701,6 @@ async def _browser(get_browser: BrowserGetter) -> SessionBrowser:
         return await get_browser()
     except (BrowserError, SessionClosedError) as exc:
         raise ToolError(str(exc)) from None
-
-
-async def _emit_screenshot(ctx: ToolContext, sb: SessionBrowser) -> None:
-    """Show the user the page as the action left it; a failure here never hides the result."""
-    if not sb.alive or sb.dialog is not None:  # an open dialog freezes the page: no screenshot
-        return
-    try:
-        async with asyncio.timeout(min(SHOT_SECONDS, ctx.settings.tool_timeout_seconds)):
-            shot = await sb.screenshot()
-    except (TimeoutError, BrowserError, SessionClosedError) as exc:
-        log.info("No screenshot after the browser action: %s", str(exc) or "timed out")
-        return
-    ctx.emit(shot)
 
 
 async def _page_text(page: Page) -> str:
