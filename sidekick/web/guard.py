@@ -44,7 +44,7 @@ It checks exactly as the SOCKS proxy does (the same :meth:`Guard._admit`). A ref
 Chromium with ``net::ERR_TUNNEL_CONNECTION_FAILED``; a refused plain ``http://`` request is answered
 ``403`` with the rule, which the page then shows. :meth:`Guard.remote_launch_args` are the flags
 such a browser should be launched with. A proxy is only a door the browser chooses to use: the
-browser host must also refuse direct egress (README, "Remote browsers and the web policy").
+browser host must also refuse direct egress (README, Security: "A remote browser host with its own way out").
 :meth:`Guard.sandbox_socket` serves the same HTTP proxy on a unix socket, for the Python sandbox.
 
 The proxy is :class:`~sidekick.web.socks.SocksProxy`; names are resolved through
