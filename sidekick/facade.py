@@ -44,7 +44,7 @@ from sidekick.models import Models, model_configured
 from sidekick.procs import ProcessReport, browser_processes, self_memory_bytes
 from sidekick.runs import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, RunHandle
 from sidekick.runtime import LoopThread
-from sidekick.sessions import Freed, SessionDeps, SessionRegistry
+from sidekick.sessions import Freed, SessionDeps, SessionRegistry, remove_workspaces
 from sidekick.store import BaseStore, Conversation, RecordedRun, open_store, turn_of
 from sidekick.tools.base import Availability
 from sidekick.tools.registry import availability
@@ -142,6 +142,7 @@ class Sidekick:
             stack.push_async_callback(store.release_all, self.replica)
             if self.settings.keep_days:
                 pruned = await store.prune(self.settings.keep_days)
+                await remove_workspaces(self.settings.data_dir, pruned)
                 if pruned:
                     log.info("Deleted %d conversations older than %d days.", len(pruned), self.settings.keep_days)
             models = Models(self.settings) if model_configured(self.settings) else None
@@ -234,13 +235,19 @@ class Sidekick:
     async def _owned(self, store: BaseStore, thread_id: str, user: str | None) -> bool:
         return await store.owner_of(thread_id) in self._owners(user)
 
-    def attach(self, session_id: str, user: str | None = None, timeout: float = 10.0) -> None:
+    def attach(
+        self, session_id: str, user: str | None = None, timeout: float = 30.0, *, thread_id: str | None = None
+    ) -> None:
         """Register a tab as soon as it renders (it shows in the session count; its browser opens
-        later). A tab signed in as someone else now gets a new session."""
+        later), on the conversation ``thread_id`` it shows: the browser and workspace are that
+        conversation's (New chat gets a clean browser). A tab signed in as someone else now gets a
+        new session."""
         registry, who = self._registry(), user or self.local_user
 
         async def go() -> None:
-            await registry.claim(session_id, who)
+            session = await registry.claim(session_id, who)
+            if thread_id is not None and valid_thread_id(thread_id):
+                await session.open_conversation(thread_id)
 
         self._call(go(), timeout)
 
@@ -290,6 +297,7 @@ class Sidekick:
             if owner is not None and owner not in self._owners(who):
                 raise SidekickError(NOT_FOUND)
             session = await registry.claim(session_id, who)
+            await session.open_conversation(thread_id)
             return await session.runner.start(message, criteria, thread_id)
 
         return self._call(go(), timeout)
@@ -306,6 +314,7 @@ class Sidekick:
             if not await self._owned(store, thread_id, who):
                 raise SidekickError(NOT_FOUND)
             session = await registry.claim(session_id, who)
+            await session.open_conversation(thread_id)
             return await session.runner.resume(thread_id, approved)
 
         return self._call(go(), timeout)
@@ -378,7 +387,8 @@ class Sidekick:
 
     def delete_conversation(self, thread_id: str, *, user: str | None = None, timeout: float = 15.0) -> None:
         """Stop any run on the conversation (waiting for it, so it writes nothing more), then delete
-        it; someone else's conversation is left alone, as if it did not exist."""
+        it with its browser state and workspace files; someone else's conversation is left alone, as
+        if it did not exist."""
         store, registry = self._store(), self._registry()
         if not valid_thread_id(thread_id):
             return
@@ -386,8 +396,7 @@ class Sidekick:
         async def go() -> None:
             if not await self._owned(store, thread_id, user):
                 return
-            await registry.cancel_thread(thread_id)
-            await store.delete(thread_id)
+            await registry.delete_conversation(thread_id)
 
         self._call(go(), timeout)
 

@@ -11,6 +11,15 @@ A :class:`Session` is one dashboard tab (or one CLI run): its browser context an
 - **idle**: a session unused for ``SIDEKICK_IDLE_MINUTES`` has its context closed; the next use
   opens a fresh one;
 - **exit**: :meth:`SessionRegistry.aclose` ends them all (the facade calls it at process exit).
+
+A session works on one conversation at a time (:meth:`Session.open_conversation`), and the browser
+state and the workspace belong to that conversation, not to the tab: a reload (a new Streamlit
+session), a restart or another server on the same database find them again by the conversation. The
+session saves its browser's state (:class:`~sidekick.browser.state.BrowserState`) to the store a
+moment after each use of the browser, off the agent's path, and when it closes the context (idle, tab
+closed, exit, moving to another conversation); a crashed context can no longer be read, so the last
+save is what comes back. The next context opens from the saved state and goes back to its page.
+Reset deletes it. Deleting a conversation deletes its browser state and its workspace folder.
 """
 
 from __future__ import annotations
@@ -19,8 +28,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +38,9 @@ from langchain_core.tools import BaseTool
 
 from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
+from sidekick.browser.state import BrowserState
 from sidekick.config import Settings
-from sidekick.errors import SessionClosedError
+from sidekick.errors import SessionClosedError, SidekickError
 from sidekick.events import Screenshot
 from sidekick.mcp import McpHub, SessionMcp
 from sidekick.models import Models
@@ -39,6 +50,11 @@ from sidekick.store import BaseStore
 from sidekick.web.urls import normalize_url
 
 log = logging.getLogger(__name__)
+
+SAVE_QUIET_SECONDS = 1.0
+"""A browser's state is saved this long after it was last used (uses in between make one save)."""
+RESTORE_SECONDS = 10.0
+"""Going back to the saved page gives up after this (the session goes on from a blank page)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +70,28 @@ class SessionDeps:
     replica: str = "local"
     """This server's name in conversation leases (one conversation runs on one replica at a time)."""
 
-    def workspace(self, user: str, session_id: str) -> Path:
-        """A session's folder, inside its user's: files belong to whoever made them."""
-        return (self.settings.data_dir / "workspaces" / _safe(user) / _safe(session_id)).resolve()
+    def workspace(self, user: str, thread_id: str) -> Path:
+        """A conversation's folder, inside its user's: files belong to whoever made them."""
+        return (_workspaces(self.settings.data_dir) / _safe(user) / _safe(thread_id)).resolve()
+
+
+def _workspaces(data_dir: Path) -> Path:
+    return data_dir / "workspaces"
+
+
+async def remove_workspaces(data_dir: Path, thread_ids: Iterable[str]) -> None:
+    """Delete these conversations' workspace folders (whichever user's they are)."""
+
+    def remove(names: list[str]) -> None:
+        root = _workspaces(data_dir)
+        users = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+        for user in users:
+            for name in names:
+                shutil.rmtree(user / name, ignore_errors=True)
+
+    names = [_safe(t) for t in thread_ids]
+    if names:
+        await asyncio.to_thread(remove, names)
 
 
 @dataclass(frozen=True)
@@ -92,6 +127,10 @@ class Session:
         self._mcp: SessionMcp | None = None
         self._browser: SessionBrowser | None = None
         self._browser_lock = asyncio.Lock()
+        self._keeper: asyncio.Task[None] | None = None  # saves the browser's state after each use
+        self._state: BrowserState | None = None  # as last saved or restored
+        self.thread: str | None = None
+        """The conversation this session works on: the browser state and workspace are its own."""
         self.closed = False
         self.created_at = time.monotonic()
         self.last_active = self.created_at
@@ -102,8 +141,29 @@ class Session:
 
     @property
     def workspace(self) -> Path:
-        """This session's folder for the file and Python tools (created on first use)."""
-        return self._deps.workspace(self.user, self.id)
+        """The conversation's folder for the file and Python tools (created on first use); a
+        session not told its conversation (a bare runner, in tests) has one of its own."""
+        return self._deps.workspace(self.user, self.thread or self.id)
+
+    async def open_conversation(self, thread_id: str) -> None:
+        """Work on ``thread_id`` from now on. Leaving another conversation stops its run and closes
+        its browser (its state saved for it); the tools are built again for the new workspace, and
+        the browser opens next from the new conversation's saved state, or clean."""
+        if self.closed:
+            raise SessionClosedError("This session was ended; reload the page to start a new one.")
+        if thread_id == self.thread:
+            return
+        if self.thread is not None:
+            await self.release()
+        else:
+            await self.cancel()  # a browser opened before any conversation stays, as this one's
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.aclose()
+        mcp, self._mcp = self._mcp, None
+        if mcp is not None:
+            await mcp.aclose()  # its servers were started in the old workspace
+        self.thread, self._state = thread_id, None
 
     @property
     def has_browser(self) -> bool:
@@ -122,14 +182,63 @@ class Session:
         async with self._browser_lock:
             if self._browser is None or not self._browser.alive:
                 old, self._browser = self._browser, None
+                await _stopped(self._take_keeper())
                 if old is not None:
                     await old.aclose()
-                self._browser = await self._pool.new_session_browser(report=self._report_blocked)
+                state = await self._saved_state()
+                browser = await self._pool.new_session_browser(report=self._report_blocked, state=state)
                 if self.closed:  # ended while we were opening it
-                    await self._browser.aclose()
-                    self._browser = None
+                    await browser.aclose()
                     raise SessionClosedError("This session was ended while its browser was opening.")
+                self._browser, self._state = browser, state
+                if state is not None and state.url:
+                    await _go_back(browser, state.url)
+                self._keeper = asyncio.get_running_loop().create_task(
+                    self._keep(browser), name=f"sidekick-keep-{self.id}"
+                )
             return self._browser
+
+    # -- the browser's state, kept for the conversation ------------------------------------------
+    async def _saved_state(self) -> BrowserState | None:
+        if self.thread is None:
+            return None
+        try:
+            return await self._deps.store.browser_state(self.user, self.thread)
+        except SidekickError as exc:  # the store is away: open clean rather than not at all
+            log.warning("Could not read the saved browser state of %s: %s", self.thread, exc)
+            return None
+
+    async def _keep(self, browser: SessionBrowser) -> None:
+        """Save the state a moment after each use (a crashed browser can no longer be read)."""
+        while True:
+            await browser.changed()
+            await asyncio.sleep(SAVE_QUIET_SECONDS)
+            await self._save(browser)
+
+    async def _save(self, browser: SessionBrowser) -> None:
+        thread = self.thread
+        if thread is None or not browser.alive:
+            return
+        try:
+            state = await browser.capture_state(self._state)
+            await self._deps.store.save_browser_state(self.user, thread, state)
+        except SidekickError as exc:  # crashed meanwhile, or the store is away: the last save stands
+            log.info("Could not save the browser state of %s: %s", thread, exc)
+            return
+        self._state = state
+
+    def _take_keeper(self) -> asyncio.Task[None] | None:
+        keeper, self._keeper = self._keeper, None
+        return keeper
+
+    async def forget_state(self) -> None:
+        """Delete the conversation's saved browser state (Reset: the next browser starts clean)."""
+        self._state = None
+        if self.thread is not None:
+            try:
+                await self._deps.store.delete_browser_state(self.user, self.thread)
+            except SidekickError as exc:
+                log.warning("Could not delete the saved browser state of %s: %s", self.thread, exc)
 
     def _report_blocked(self, url: str, reason: str) -> None:
         if self._runner is not None:
@@ -184,14 +293,19 @@ class Session:
         """Stop the run in progress, waiting for it to wind down; whether there was one."""
         return self._runner is not None and await self._runner.cancel()
 
-    async def release(self) -> tuple[int, int]:
-        """Stop the run in progress and close the browser context; the session stays usable.
+    async def release(self, *, keep_state: bool = True) -> tuple[int, int]:
+        """Stop the run in progress and close the browser context (its state saved for the
+        conversation first, unless ``keep_state`` is False); the session stays usable.
 
         Returns (contexts closed, runs stopped).
         """
         stopped = 1 if await self.cancel() else 0
         async with self._browser_lock:
             browser, self._browser = self._browser, None
+            keeper = self._take_keeper()
+        await _stopped(keeper)
+        if browser is not None and keep_state:
+            await self._save(browser)
         if self._runner is not None:
             self._runner.forget_screen()
         if self._mcp is not None:
@@ -279,14 +393,24 @@ class SessionRegistry:
         return sum([await s.cancel() for s in running])
 
     async def reset(self, session_id: str) -> Freed:
-        """Free the session's context and runs, wait for Chromium to let go, report what was freed."""
+        """Free the session's context and runs and forget its browser state, wait for Chromium to
+        let go, report what was freed."""
         session = self._sessions.get(session_id)
         if session is None:
             return Freed(0, 0, 0.0)
         before = await asyncio.to_thread(browser_processes)
-        contexts, stopped = await session.release()
+        contexts, stopped = await session.release(keep_state=False)
+        await session.forget_state()
         gone = (await _settled(before)).gone_since(before) if contexts else ProcessReport(())
         return Freed(contexts=contexts, processes=gone.processes, megabytes=gone.total_mb, runs_cancelled=stopped)
+
+    async def delete_conversation(self, thread_id: str) -> None:
+        """Stop every run on the conversation and close its browsers (nothing saved), then delete it
+        from the store (browser states too) and its workspace folder."""
+        for session in [s for s in self._sessions.values() if s.thread == thread_id or s.thread_id == thread_id]:
+            await session.release(keep_state=False)
+        await self._deps.store.delete(thread_id)
+        await remove_workspaces(self._deps.settings.data_dir, [thread_id])
 
     async def end(self, session_id: str) -> None:
         """Close and forget a session (tab closed). Idempotent."""
@@ -353,6 +477,21 @@ async def _settled(before: ProcessReport, timeout: float = 2.0) -> ProcessReport
         now = await asyncio.to_thread(browser_processes, memory=False)
     await asyncio.sleep(0.1)  # several renderers may exit one after another
     return await asyncio.to_thread(browser_processes, memory=False)
+
+
+async def _go_back(browser: SessionBrowser, url: str) -> None:
+    """Open the page the saved state was on, through the web policy; a page that does not load
+    leaves the session on a blank page, usable."""
+    try:
+        await browser.goto(url, timeout=RESTORE_SECONDS)
+    except SidekickError as exc:
+        log.info("Could not go back to %s after reopening the browser: %s", url, exc)
+
+
+async def _stopped(task: asyncio.Task[None] | None, timeout: float = 5.0) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.wait([task], timeout=timeout)
 
 
 def _safe(name: str) -> str:

@@ -16,6 +16,11 @@ after :data:`DIALOG_SECONDS` so that a run that ended never leaves a page frozen
 
 Each page's documents are counted (:meth:`SessionBrowser.document`): element refs are numbered anew
 in every document, so a ref read from one must never be used on the next.
+
+What the session would lose with its context (cookies, local storage, the page it is on) is read by
+:meth:`SessionBrowser.capture_state`, while the context is alive: a crashed one cannot be read.
+:meth:`SessionBrowser.changed` wakes its owner after each call on the page and each navigation, so the
+owner can save it a moment later, off the agent's path.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from sidekick.browser.snapshot import Snapshot
+from sidekick.browser.state import BrowserState
 from sidekick.closing import close_quietly
 from sidekick.errors import (
     BrowserCrashedError,
@@ -54,6 +60,22 @@ Report = Callable[[str, str], None]
 CRASHED = "The browser stopped unexpectedly (crashed or was killed). It restarts on your next action."
 CLOSED = "This browser session was reset or ended."
 DIALOG_SECONDS = 60.0  # an unanswered dialog is dismissed after this, so no page stays frozen
+
+# Each frame's origin and local storage, read in the page (opaque origins and storage a sandbox
+# refuses give no origin). Playwright's storage_state() reads the same from open frames, but visits
+# every origin the context has ever seen and has no frame open now in a hidden page: about 200 ms
+# for one such origin (measured), where this costs a few ms; see capture_state.
+_LOCAL_STORAGE = """() => {
+  try {
+    if (location.origin === "null") return null;
+    const items = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const name = localStorage.key(i);
+      items.push({name, value: localStorage.getItem(name)});
+    }
+    return {origin: location.origin, localStorage: items};
+  } catch (e) { return null; }
+}"""
 
 
 class DialogOpenError(BrowserError):
@@ -106,6 +128,7 @@ class SessionBrowser:
         self._documents: dict[int, int] = {}
         self._signals: dict[int, tuple[CDPSession, str]] = {}
         self._background: set[asyncio.Future[Any]] = set()
+        self._changed = asyncio.Event()
         self._context.on("page", self._on_page)
         self._watch_page(self._page)
 
@@ -121,6 +144,7 @@ class SessionBrowser:
         def navigated(frame: Frame) -> None:
             if frame.parent_frame is None:
                 self._documents[key] = self._documents.get(key, 0) + 1
+                self._changed.set()
 
         def closed(_page: Page) -> None:
             self._documents.pop(key, None)
@@ -278,7 +302,7 @@ class SessionBrowser:
         if self._closed:
             raise SessionClosedError(CLOSED)
         if not self._pool.is_current(self.generation):
-            raise BrowserCrashedError(CRASHED)
+            raise BrowserCrashedError(self._pool.crash_message(self.generation))
 
     async def call(self, fn: Callable[[Page], Awaitable[T]], *, timeout: float, what: str) -> T:
         """Run ``fn(page)`` with a timeout, turning Playwright failures into Sidekick errors."""
@@ -296,10 +320,12 @@ class SessionBrowser:
             if "closed" in str(exc) or page.is_closed():
                 # The driver may report the closed target before the browser's disconnect event.
                 for _ in range(20):
-                    if not self._pool.browser_connected():
-                        raise BrowserCrashedError(CRASHED) from None
+                    if not self._pool.is_current(self.generation):
+                        raise BrowserCrashedError(self._pool.crash_message(self.generation)) from None
                     await asyncio.sleep(0.05)
             raise BrowserError(f"{what} failed: {first_line(exc)}") from None
+        finally:
+            self._changed.set()  # whatever it did (a click that signs in, a form) may have changed the state
 
     async def goto(self, url: str, timeout: float | None = None) -> Screenshot:
         try:
@@ -389,6 +415,41 @@ class SessionBrowser:
             async with asyncio.timeout(2):
                 title = await page.title()
         return Screenshot(png=png, url=page.url, title=title, taken_at=time.time())
+
+    # -- state that outlives the context --------------------------------------------------------
+    async def changed(self) -> None:
+        """Wait until the page was used or navigated since the last call returned."""
+        await self._changed.wait()
+        self._changed.clear()
+
+    async def capture_state(self, carried: BrowserState | None = None, timeout: float = 5.0) -> BrowserState:
+        """The context's cookies, each open frame's local storage and the current page's URL.
+
+        Local storage of origins with no frame open now cannot have changed since it was last read,
+        so it comes from ``carried`` (the state saved before, or restored from). Bounded; a frame
+        that cannot answer (navigating, or frozen by a dialog) keeps its carried storage. Raises
+        BrowserError when the browser cannot be read at all.
+        """
+        self._check_usable()
+        origins = {o["origin"]: o for o in (carried.storage.get("origins", []) if carried else []) if "origin" in o}
+        try:
+            async with asyncio.timeout(timeout):
+                cookies = await self._context.cookies()
+                if self.dialog is None:  # a dialog freezes its page's scripts: read no frame then
+                    for page in list(self._context.pages):
+                        for frame in page.frames:
+                            with contextlib.suppress(PlaywrightError, TimeoutError):
+                                async with asyncio.timeout(1.0):
+                                    found = await frame.evaluate(_LOCAL_STORAGE)
+                                if found:
+                                    origins[found["origin"]] = found
+                url = self._page.url if not self._page.is_closed() else None
+        except (PlaywrightError, TimeoutError) as exc:
+            self._check_usable()
+            raise BrowserError(f"Reading the browser's state failed: {first_line(exc) or 'timed out'}") from None
+        kept = [o for o in origins.values() if o.get("localStorage")]
+        page_url = url if url and url.startswith(("http:", "https:")) else None
+        return BrowserState(storage={"cookies": cookies, "origins": kept}, url=page_url)
 
     async def aclose(self) -> None:
         """Close the pages, then the context. Idempotent; bounded; never raises for a dead browser."""

@@ -3,21 +3,29 @@ assembling the run record, turns) and :class:`BaseStore`, the interface callers 
 
 A store is new, then open, then closed (``aclose`` is idempotent; a closed store is never reopened).
 Every method of a closed or never-opened store raises :class:`~sidekick.errors.StoreError`.
+
+Besides conversations, a store keeps each conversation's browser state
+(:class:`~sidekick.browser.state.BrowserState`: cookies, local storage, the page's URL) per owner, so
+the conversation's browser comes back signed in after idle, a crash, a restart or on another server.
+It goes with its conversation (``delete``, ``prune``); states of conversations that never got a turn
+are pruned by the time they were saved.
 """
 
 from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import json
 import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from sidekick.browser.state import BrowserState
 from sidekick.errors import SidekickError, StoreError
 from sidekick.events import ErrorEvent, Event, Finished, RunStarted, from_json
 from sidekick.transcript import Transcript, transcript
@@ -108,22 +116,39 @@ class BaseStore(abc.ABC):
     expiry, so a server that dies without releasing its leases loses them when they expire.
     """
 
-    checkpointer: BaseCheckpointSaver[Any] | None = None
-    screenshot_budget: int
-    closed: bool = False
+    checkpointer: BaseCheckpointSaver[Any] | None
 
-    async def __aenter__(self) -> BaseStore:
+    def __init__(self, *, screenshot_budget: int) -> None:
+        self.screenshot_budget = screenshot_budget
+        self.checkpointer = None
+        self.closed = False
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
         # `async with await open_store(...)` hands over a store that is open already.
         return self if self.checkpointer is not None else await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    @abc.abstractmethod
-    async def open(self) -> BaseStore: ...
+    async def open(self) -> Self:
+        """Open what the backend needs (kept only once all of it opened) and set the checkpointer."""
+        if self.closed:
+            raise StoreError(CLOSED)
+        async with contextlib.AsyncExitStack() as stack:
+            checkpointer = await self._open(stack)
+            self.checkpointer = checkpointer
+            self._stack = stack.pop_all()
+        return self
 
     @abc.abstractmethod
-    async def aclose(self) -> None: ...
+    async def _open(self, stack: contextlib.AsyncExitStack) -> BaseCheckpointSaver[Any]:
+        """Open the backend, pushing its closing onto ``stack``; the checkpointer over it."""
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._stack.aclose()
 
     def _checkpoints(self) -> BaseCheckpointSaver[Any]:
         if self.checkpointer is None or self.closed:
@@ -149,7 +174,8 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete(self, thread_id: str) -> None:
-        """The conversation, its checkpoints, its record (screenshots too) and its lease."""
+        """The conversation, its checkpoints, its record (screenshots too), its lease and its
+        browser states."""
 
     @abc.abstractmethod
     async def _idle_since(self, cutoff: float) -> builtins.list[str]:
@@ -164,12 +190,40 @@ class BaseStore(abc.ABC):
         return transcript(found.checkpoint.get("channel_values", {}).get("messages", []))
 
     async def prune(self, keep_days: float, now: float | None = None) -> builtins.list[str]:
-        """Delete conversations not updated for ``keep_days``; returns their ids."""
+        """Delete conversations not updated for ``keep_days`` (and browser states not saved for as
+        long); returns the conversations' ids."""
         cutoff = (time.time() if now is None else now) - keep_days * 86_400
         old = await self._idle_since(cutoff)
         for thread_id in old:
             await self.delete(thread_id)
+        await self._prune_browser_states(cutoff)
         return old
+
+    # -- browser states ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def save_browser_state(self, owner: str, thread_id: str, state: BrowserState) -> None:
+        """Keep ``state`` as the browser state of ``owner``'s conversation (replacing the last)."""
+
+    async def browser_state(self, owner: str, thread_id: str) -> BrowserState | None:
+        """The state last saved for ``owner``'s conversation; None if none (or it is unreadable)."""
+        text = await self._browser_state_json(owner, thread_id)
+        if text is None:
+            return None
+        try:
+            return BrowserState.from_json(text)
+        except ValueError:
+            return None
+
+    @abc.abstractmethod
+    async def _browser_state_json(self, owner: str, thread_id: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def delete_browser_state(self, owner: str, thread_id: str) -> None:
+        """Forget the browser state of ``owner``'s conversation (Reset)."""
+
+    @abc.abstractmethod
+    async def _prune_browser_states(self, cutoff: float) -> None:
+        """Delete browser states saved before ``cutoff`` (seconds since the epoch)."""
 
     # -- the run record --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -4,8 +4,10 @@ conversation. Chosen by ``SIDEKICK_DATABASE_URL=postgresql://…``.
 One psycopg connection pool per server, shared by LangGraph's ``AsyncPostgresSaver`` (the
 checkpoints) and our tables: ``sidekick_conversations`` (the sidebar's index),
 ``sidekick_run_events`` (the run record, step screenshots as ``bytea`` in the row, so every replica
-reads them: nothing is kept on one server's disk) and ``sidekick_leases`` (which server is running
-which conversation, until when).
+reads them: nothing is kept on one server's disk), ``sidekick_leases`` (which server is running
+which conversation, until when) and ``sidekick_browser_states`` (each conversation's cookies, local
+storage and page, per owner). Who may read them is the database's access control: give the role in
+``SIDEKICK_DATABASE_URL`` to Sidekick alone.
 
 Our tables are created by numbered migrations at start; ``sidekick_schema`` holds the version
 reached. Starting is safe with several servers at once: one takes an advisory lock, migrates (each
@@ -36,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from sidekick.browser.state import BrowserState
 from sidekick.closing import close_quietly
 from sidekick.errors import ConfigError, StoreError
 from sidekick.events import Event, Screenshot
@@ -64,6 +67,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE sidekick_leases (thread_id text PRIMARY KEY, owner text NOT NULL, "
         "expires timestamptz NOT NULL)",
         "CREATE INDEX sidekick_leases_by_owner ON sidekick_leases (owner)",
+    ),
+    (
+        "CREATE TABLE sidekick_browser_states (owner text NOT NULL, thread_id text NOT NULL, "
+        "saved double precision NOT NULL, state text NOT NULL, PRIMARY KEY (owner, thread_id))",
+        "CREATE INDEX sidekick_browser_states_by_thread ON sidekick_browser_states (thread_id)",
     ),
 )
 
@@ -96,8 +104,8 @@ class PostgresStore(BaseStore):
         statement_timeout: float = 30.0,
         migration_wait: float = 60.0,
     ) -> None:
+        super().__init__(screenshot_budget=screenshot_budget)
         self.where = address(url)
-        self.screenshot_budget = screenshot_budget
         self.statement_timeout = statement_timeout
         self._url = url
         self._password = str(conninfo_to_dict(url).get("password") or "")
@@ -106,52 +114,39 @@ class PostgresStore(BaseStore):
         self._migration_wait = migration_wait
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._last_used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
-        self._stack = contextlib.AsyncExitStack()
-        self.checkpointer = None
-        self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def open(self) -> PostgresStore:
-        if self.closed:
-            raise StoreError(CLOSED)
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                await self._migrate()
-                pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                    self._url,
-                    connection_class=Connection,
-                    # What AsyncPostgresSaver requires of its connections.
-                    kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-                            "connect_timeout": max(1, round(self._connect_timeout))},
-                    min_size=1,
-                    max_size=self._pool_size,
-                    open=False,
-                    configure=self._configure,
-                    check=self._check,
-                    reset=self._returned,
-                    timeout=self._connect_timeout,
-                    # The pool retries a lost server with a doubling delay; giving up soon restarts
-                    # the doubling on the next request, so a server that is back is used within
-                    # seconds instead of after the delay an outage had grown.
-                    reconnect_timeout=self._connect_timeout,
-                    name="sidekick",
-                )
-                stack.push_async_callback(_close_pool, pool)
-                await pool.open(wait=True, timeout=self._connect_timeout)
-            except (psycopg.Error, OSError, TimeoutError) as exc:
-                raise StoreError(
-                    f"Cannot connect to the conversation database at {self.where}: {self._reason(exc)}. "
-                    "Check that PostgreSQL is running there and that SIDEKICK_DATABASE_URL is right."
-                ) from None
-            self._pool = pool
-            self.checkpointer = _Checkpointer(pool, self)
-            self._stack = stack.pop_all()
-        return self
-
-    async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self._stack.aclose()
+    async def _open(self, stack: contextlib.AsyncExitStack) -> _Checkpointer:
+        try:
+            await self._migrate()
+            pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+                self._url,
+                connection_class=Connection,
+                # What AsyncPostgresSaver requires of its connections.
+                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+                        "connect_timeout": max(1, round(self._connect_timeout))},
+                min_size=1,
+                max_size=self._pool_size,
+                open=False,
+                configure=self._configure,
+                check=self._check,
+                reset=self._returned,
+                timeout=self._connect_timeout,
+                # The pool retries a lost server with a doubling delay; giving up soon restarts
+                # the doubling on the next request, so a server that is back is used within
+                # seconds instead of after the delay an outage had grown.
+                reconnect_timeout=self._connect_timeout,
+                name="sidekick",
+            )
+            stack.push_async_callback(_close_pool, pool)
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            raise StoreError(
+                f"Cannot connect to the conversation database at {self.where}: {self._reason(exc)}. "
+                "Check that PostgreSQL is running there and that SIDEKICK_DATABASE_URL is right."
+            ) from None
+        self._pool = pool
+        return _Checkpointer(pool, self)
 
     async def _configure(self, conn: Connection) -> None:
         # The server ends a statement that runs too long; the client bound in `_guard` covers a
@@ -303,8 +298,8 @@ class PostgresStore(BaseStore):
     async def delete(self, thread_id: str) -> None:
         await self._checkpoints().adelete_thread(thread_id)
         async with self._connection() as conn, conn.transaction():
-            for table in ("sidekick_conversations", "sidekick_run_events", "sidekick_leases"):
-                await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (thread_id,))
+            for table in ("conversations", "run_events", "leases", "browser_states"):
+                await conn.execute(f"DELETE FROM sidekick_{table} WHERE thread_id = %s", (thread_id,))
 
     async def _idle_since(self, cutoff: float) -> builtins.list[str]:
         rows = await self._rows("SELECT thread_id FROM sidekick_conversations WHERE updated < %s", (cutoff,))
@@ -386,6 +381,28 @@ class PostgresStore(BaseStore):
             (thread_id,),
         )
         return float(rows[0]["left"]) if rows else 0.0
+
+
+    # -- browser states ----------------------------------------------------------------------------
+    async def save_browser_state(self, owner: str, thread_id: str, state: BrowserState) -> None:
+        await self._run(
+            "INSERT INTO sidekick_browser_states (owner, thread_id, saved, state) "
+            "VALUES (%s, %s, extract(epoch FROM now()), %s) ON CONFLICT (owner, thread_id) "
+            "DO UPDATE SET saved = excluded.saved, state = excluded.state",
+            (owner, thread_id, state.to_json()),
+        )
+
+    async def _browser_state_json(self, owner: str, thread_id: str) -> str | None:
+        rows = await self._rows(
+            "SELECT state FROM sidekick_browser_states WHERE owner = %s AND thread_id = %s", (owner, thread_id)
+        )
+        return str(rows[0]["state"]) if rows else None
+
+    async def delete_browser_state(self, owner: str, thread_id: str) -> None:
+        await self._run("DELETE FROM sidekick_browser_states WHERE owner = %s AND thread_id = %s", (owner, thread_id))
+
+    async def _prune_browser_states(self, cutoff: float) -> None:
+        await self._run("DELETE FROM sidekick_browser_states WHERE saved < %s", (cutoff,))
 
 
 async def _close_pool(pool: AsyncConnectionPool[Connection]) -> None:

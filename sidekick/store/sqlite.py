@@ -6,7 +6,11 @@ checkpointer keeps every thread's messages; the ``conversations`` table lists th
 ``run_events`` is the run record: every event of every run, in order, with its time. Step
 screenshots are PNG files under ``SIDEKICK_DATA_DIR/records/THREAD/`` that the record names (never
 blobs in the checkpoint); each conversation keeps at most ``screenshot_budget`` of them, newest
-first. All tables share the checkpointer's connection and lock, so writes never interleave.
+first. ``browser_states`` keeps each conversation's browser state (cookies included). All tables
+share the checkpointer's connection and lock, so writes never interleave.
+
+Only Sidekick's user may read any of it: the folder is made ``0700`` and the file (with SQLite's
+``-wal`` and ``-shm`` files, which take the file's mode) ``0600``, also when they existed before.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import json
+import os
 import re
 import shutil
 import time
@@ -24,6 +29,7 @@ from typing import Any
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from sidekick.browser.state import BrowserState
 from sidekick.errors import StoreError
 from sidekick.events import Event, Screenshot
 from sidekick.store.base import CLOSED, BaseStore, Conversation, RecordedRun, assemble, title_of
@@ -40,6 +46,8 @@ _TABLES = (
     "CREATE INDEX IF NOT EXISTS run_events_by_time ON run_events (thread_id, at)",
     "CREATE TABLE IF NOT EXISTS leases (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS leases_by_owner ON leases (owner)",
+    "CREATE TABLE IF NOT EXISTS browser_states (owner TEXT NOT NULL, thread_id TEXT NOT NULL, "
+    "saved REAL NOT NULL, state TEXT NOT NULL, PRIMARY KEY (owner, thread_id))",
 )
 
 
@@ -49,34 +57,26 @@ class SqliteStore(BaseStore):
     checkpointer: AsyncSqliteSaver | None
 
     def __init__(self, path: Path, *, screenshot_budget: int = 300) -> None:
+        super().__init__(screenshot_budget=screenshot_budget)
         self.path = path
         self.records = path.parent / "records"
-        self.screenshot_budget = screenshot_budget
-        self._stack = contextlib.AsyncExitStack()
-        self.checkpointer = None
-        self.closed = False
 
-    async def open(self) -> SqliteStore:
-        if self.closed:
-            raise StoreError(CLOSED)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        async with contextlib.AsyncExitStack() as stack:
-            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(self.path)))
-            await saver.setup()
-            async with saver.lock:
-                # WAL (set by the saver) with NORMAL sync survives an application crash; only a power
-                # loss can drop the last commits, and no fsync stalls the lock every session shares.
-                await saver.conn.execute("PRAGMA synchronous=NORMAL")
-                for statement in _TABLES:
-                    await saver.conn.execute(statement)
-                cursor = await saver.conn.execute("SELECT name FROM pragma_table_info('conversations')")
-                if "owner" not in {str(row[0]) for row in await cursor.fetchall()}:
-                    # A file from before conversations had owners: its conversations get "".
-                    await saver.conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
-                await saver.conn.commit()
-            self.checkpointer = saver
-            self._stack = stack.pop_all()
-        return self
+    async def _open(self, stack: contextlib.AsyncExitStack) -> AsyncSqliteSaver:
+        await asyncio.to_thread(_private, self.path)
+        saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(self.path)))
+        await saver.setup()
+        async with saver.lock:
+            # WAL (set by the saver) with NORMAL sync survives an application crash; only a power
+            # loss can drop the last commits, and no fsync stalls the lock every session shares.
+            await saver.conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in _TABLES:
+                await saver.conn.execute(statement)
+            cursor = await saver.conn.execute("SELECT name FROM pragma_table_info('conversations')")
+            if "owner" not in {str(row[0]) for row in await cursor.fetchall()}:
+                # A file from before conversations had owners: its conversations get "".
+                await saver.conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            await saver.conn.commit()
+        return saver
 
     def _saver(self) -> AsyncSqliteSaver:
         if self.checkpointer is None or self.closed:
@@ -125,7 +125,7 @@ class SqliteStore(BaseStore):
         saver = self._saver()
         await saver.adelete_thread(thread_id)
         async with saver.lock:
-            for table in ("conversations", "run_events", "leases"):
+            for table in ("conversations", "run_events", "leases", "browser_states"):
                 await saver.conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
             await saver.conn.commit()
         await asyncio.to_thread(shutil.rmtree, self._folder(thread_id), True)
@@ -222,16 +222,10 @@ class SqliteStore(BaseStore):
         return held
 
     async def release_lease(self, thread_id: str, owner: str) -> None:
-        saver = self._saver()
-        async with saver.lock:
-            await saver.conn.execute("DELETE FROM leases WHERE thread_id = ? AND owner = ?", (thread_id, owner))
-            await saver.conn.commit()
+        await self._change("DELETE FROM leases WHERE thread_id = ? AND owner = ?", (thread_id, owner))
 
     async def release_all(self, owner: str) -> None:
-        saver = self._saver()
-        async with saver.lock:
-            await saver.conn.execute("DELETE FROM leases WHERE owner = ?", (owner,))
-            await saver.conn.commit()
+        await self._change("DELETE FROM leases WHERE owner = ?", (owner,))
 
     async def lease_seconds_left(self, thread_id: str) -> float:
         saver = self._saver()
@@ -240,14 +234,50 @@ class SqliteStore(BaseStore):
             row = await cursor.fetchone()
         return max(0.0, float(row[0]) - time.time()) if row else 0.0
 
-    async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self._stack.aclose()
+    # -- browser states --------------------------------------------------------------------------
+    async def save_browser_state(self, owner: str, thread_id: str, state: BrowserState) -> None:
+        saver = self._saver()
+        async with saver.lock:
+            await saver.conn.execute(
+                "INSERT OR REPLACE INTO browser_states (owner, thread_id, saved, state) VALUES (?, ?, ?, ?)",
+                (owner, thread_id, time.time(), state.to_json()),
+            )
+            await saver.conn.commit()
+
+    async def _browser_state_json(self, owner: str, thread_id: str) -> str | None:
+        saver = self._saver()
+        async with saver.lock:
+            cursor = await saver.conn.execute(
+                "SELECT state FROM browser_states WHERE owner = ? AND thread_id = ?", (owner, thread_id)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
+    async def delete_browser_state(self, owner: str, thread_id: str) -> None:
+        await self._change("DELETE FROM browser_states WHERE owner = ? AND thread_id = ?", (owner, thread_id))
+
+    async def _prune_browser_states(self, cutoff: float) -> None:
+        await self._change("DELETE FROM browser_states WHERE saved < ?", (cutoff,))
+
+    async def _change(self, statement: str, params: Sequence[Any]) -> None:
+        saver = self._saver()
+        async with saver.lock:
+            await saver.conn.execute(statement, params)
+            await saver.conn.commit()
 
 
 Store = SqliteStore
 """The name callers have always used for the SQLite store."""
+
+
+def _private(path: Path) -> None:
+    """The folder ``0700`` and the database file ``0600`` (created so, never briefly wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -9,6 +9,7 @@ id. ``session_state`` holds plain data (``ui/tab.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -174,4 +175,8 @@ def switch_conversation(core: Sidekick, thread_id: str | None, *, stop: bool = T
         state.turns = load_turns(core, thread_id, user)
     st.session_state["tab"] = state
     st.query_params["thread"] = state.thread_id
+    # The browser and workspace follow the conversation (New chat: a clean browser). A failure here
+    # is shown by the next render's attach, which tries again.
+    with contextlib.suppress(SidekickError):
+        core.attach(session_id(), user, thread_id=state.thread_id)
     return state

@@ -72,8 +72,8 @@ def render() -> None:
     for warning in warnings:
         st.warning(warning, icon="⚠️")
     sid = bindings.session_id()
-    friendly(lambda: core.attach(sid, bindings.current_user()), "registering this tab")
     state = bindings.tab_state(core)
+    friendly(lambda: core.attach(sid, state.user, thread_id=state.thread_id), "registering this tab")
     if state.notice:
         st.toast(state.notice, icon="ℹ️")
         state.notice = None

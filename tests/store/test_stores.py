@@ -1,6 +1,6 @@
 """The same behaviour on both backends (a real SQLite file, a real PostgreSQL database): the index of
 conversations, transcripts from real checkpoints, the run record with its screenshots and their
-budget, pruning, deletion, leases, and what a closed store says.
+budget, pruning, deletion, leases, browser states, and what a closed store says.
 
 "Another server" is another store opened on the same data: what one writes, the other reads.
 """
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from sidekick.browser.state import BrowserState
 from sidekick.errors import SidekickError, StoreError
 from sidekick.events import ErrorEvent, FinalAnswer, Finished, RunStarted, Screenshot
 from sidekick.store import INTERRUPTED, TITLE_CHARS, BaseStore, LeaseHeldError
@@ -108,6 +109,40 @@ async def test_prune_deletes_conversations_idle_for_longer_than_the_limit(store:
     assert await store.prune(keep_days=1) == []
     assert await store.prune(keep_days=1, now=time.time() + 2 * 86_400) == ["old"]
     assert await store.list() == [] and await store.history("old") == []
+
+
+# -- browser states ------------------------------------------------------------------------------
+def browser_state(who: str) -> BrowserState:
+    cookie = {"name": "sk", "value": who, "domain": "e.test", "path": "/", "expires": -1,
+              "httpOnly": True, "secure": False, "sameSite": "Lax"}
+    origin = {"origin": "https://e.test", "localStorage": [{"name": "draft", "value": f"{who}'s ✎"}]}
+    return BrowserState(storage={"cookies": [cookie], "origins": [origin]}, url=f"https://e.test/{who}?a=1#top")
+
+
+async def test_a_browser_state_is_its_owners_reads_back_on_another_server_and_is_replaced(stores: MakeStore) -> None:
+    store, other_server = await stores(), await stores()
+    await store.save_browser_state("alice", "t1", browser_state("alice"))
+    await store.save_browser_state("bob", "t1", browser_state("bob"))
+    assert await other_server.browser_state("alice", "t1") == browser_state("alice")
+    assert await other_server.browser_state("bob", "t1") == browser_state("bob")
+    assert await other_server.browser_state("alice", "t2") is None
+    await other_server.save_browser_state("alice", "t1", BrowserState(url="https://e.test/later"))
+    assert await store.browser_state("alice", "t1") == BrowserState(url="https://e.test/later")
+    await store.delete_browser_state("alice", "t1")  # Reset
+    assert await other_server.browser_state("alice", "t1") is None
+    assert await other_server.browser_state("bob", "t1") == browser_state("bob")
+
+
+async def test_browser_states_go_with_their_conversation_and_are_pruned_by_age(store: BaseStore) -> None:
+    for thread in ("t1", "t2"):
+        await store.touch(thread, "hello")
+        await store.save_browser_state("alice", thread, browser_state("alice"))
+    await store.save_browser_state("alice", "never-ran", browser_state("alice"))  # no conversation row
+    await store.delete("t1")
+    assert await store.browser_state("alice", "t1") is None and await store.browser_state("alice", "t2") is not None
+    assert await store.prune(keep_days=1) == [] and await store.browser_state("alice", "never-ran") is not None
+    assert await store.prune(keep_days=1, now=time.time() + 2 * 86_400) == ["t2"]
+    assert await store.browser_state("alice", "t2") is None and await store.browser_state("alice", "never-ran") is None
 
 
 # -- the run record ------------------------------------------------------------------------------
@@ -221,6 +256,9 @@ async def test_a_closed_store_raises_store_error_with_a_plain_message(stores: Ma
         lambda: store.release_lease("t1", "a"),
         lambda: store.release_all("a"),
         lambda: store.lease_seconds_left("t1"),
+        lambda: store.save_browser_state("a", "t1", BrowserState()),
+        lambda: store.browser_state("a", "t1"),
+        lambda: store.delete_browser_state("a", "t1"),
     ]
     if opened:
         calls.append(store.open)  # a closed store is never reopened
