@@ -1,0 +1,102 @@
+"""Remote browsers: Sidekick's session churn on a Playwright browser server against a local Chromium.
+
+Run from the project root::
+
+    python -m benchmarks.remote --sessions 20            # a table
+    python -m benchmarks.remote --sessions 50 --json     # one JSON object on stdout
+
+Both modes are :mod:`benchmarks.churn`'s ``shared`` mode, measured by its code (one
+:class:`~sidekick.browser.pool.BrowserPool`, the warm spare refilled between sessions, untimed):
+**ready** is ``pool.new_session_browser()``, **navigate + screenshot** is ``SessionBrowser.goto`` of a
+local test page, **free** is ``SessionBrowser.aclose()``; then PSS per live session, processes and
+contexts left. ``local`` launches Chromium here, as without ``SIDEKICK_BROWSER_ENDPOINTS``;
+``remote`` sets it to a ``playwright run-server`` that this run starts on loopback
+(:mod:`tests.support.run_server`, running the same Chromium). On loopback the ratios show the cost
+of the extra hop through the server's Node process, not a network's. Both run in one process, one
+after the other, so they share the machine's load. **server processes left** counts the Chromium
+processes still under the server once the remote pool closed (the server ends our Chromium when we
+disconnect). The exit code is 0 whatever the figures: this reports, it does not judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from typing import Any
+
+from benchmarks import cli
+from benchmarks.churn import ROWS, ModeResult, SharedPool, run_mode
+from benchmarks.cli import ratio
+from sidekick.config import Settings
+from tests.support.fakes.site import LocalSite
+from tests.support.run_server import remote_settings, run_server
+from tests.support.waiting import until_empty
+
+PAGE = "/"
+log = cli.logger("remote")
+
+
+async def run(sessions: int) -> dict[str, Any]:
+    """Both modes, local first; the report (the ``--json`` object)."""
+    settings = Settings()
+    results: dict[str, ModeResult] = {}
+    with LocalSite() as site, run_server() as server:
+        for name, mode_settings in (("local", settings), ("remote", remote_settings(settings, server))):
+            log(f"{name}: {sessions} sessions…")
+            mode = SharedPool(mode_settings)
+            mode.name = name
+            results[name] = await run_mode(mode, sessions, site.url(PAGE))
+        server_left = len(await asyncio.to_thread(until_empty, server.browser_pids, 10.0))
+    return report(sessions, results, server_left)
+
+
+def report(sessions: int, results: dict[str, ModeResult], server_left: int) -> dict[str, Any]:
+    local, remote = results["local"], results["remote"]
+
+    def median_ratio(samples: str) -> float | None:
+        return ratio(statistics.median(getattr(remote, samples)), statistics.median(getattr(local, samples)))
+
+    leaked_processes = sum(r.processes_left for r in results.values()) + server_left
+    leaked_contexts = sum(r.contexts_left for r in results.values())
+    return {
+        "sessions": sessions,
+        "modes": {name: r.summary() for name, r in results.items()},
+        "ratios": {
+            "ready_median": median_ratio("ready_ms"),
+            "browse_median": median_ratio("browse_ms"),
+            "free_median": median_ratio("free_ms"),
+            "pss_per_session": ratio(remote.pss_mb_per_session, local.pss_mb_per_session),
+        },
+        "server_processes_left": server_left,
+        "leaked_processes": leaked_processes,
+        "leaked_contexts": leaked_contexts,
+        "targets": {"zero_leaks": leaked_processes == 0 and leaked_contexts == 0},
+    }
+
+
+def table(data: dict[str, Any]) -> str:
+    modes = data["modes"]
+    width = max(len(label) for _, label in ROWS)
+    rows = [f"{label:<{width}}{modes['local'][key]:>12g}{modes['remote'][key]:>12g}" for key, label in ROWS]
+    rows.append(f"{'server processes left':<{width}}{'':>12}{data['server_processes_left']:>12}")
+    ratios = ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in data["ratios"].items() if value)
+    return cli.text(
+        f"Remote browsers: {data['sessions']} sessions per mode, server on loopback, {os.cpu_count()} CPUs",
+        f"{'':<{width}}{'local':>12}{'remote':>12}",
+        rows,
+        [f"ratio remote/local: {ratios}", cli.targets(data["targets"]),
+         "remote = a playwright run-server on 127.0.0.1 (the hop's overhead, not a network's)."],
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = cli.parser("remote", "Session churn on a Playwright browser server vs a local Chromium.")
+    parser.add_argument("--sessions", type=cli.at_least(1), default=20, help="sessions to open and close per mode")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.sessions)), table))
