@@ -15,14 +15,17 @@ import pytest
 from playwright.async_api import async_playwright
 
 from sidekick.browser.context import SessionBrowser, Timeouts
-from sidekick.browser.endpoints import Endpoint, EndpointSpec, backoff, parse_endpoints
+from sidekick.browser.endpoints import Endpoint, EndpointSpec, EndpointStatus, backoff, parse_endpoints
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from sidekick.errors import BrowserCrashedError, BrowserUnavailableError, ConfigError
+from sidekick.errors import BrowserCrashedError, BrowserUnavailableError, ConfigError, NavigationError
+from sidekick.facade import Sidekick
 from sidekick.procs import browser_processes
+from sidekick.web.guard import Guard
+from sidekick.web.policy import UrlPolicy
 from tests.support.fakes.site import LocalSite
 from tests.support.run_server import RunServer, devtools_chromium, remote_settings, run_server
-from tests.support.waiting import until_empty, wait_until
+from tests.support.waiting import poll, until_empty, wait_until
 
 
 @pytest.fixture
@@ -87,6 +90,32 @@ def test_endpoints_are_read_from_the_setting_and_bad_ones_named() -> None:
     with pytest.raises(ConfigError, match="SIDEKICK_BROWSER_ENDPOINTS"):
         Settings.load({"SIDEKICK_BROWSER_ENDPOINTS": "localhost:3000"})
     assert [backoff(n) for n in (1, 2, 3, 6, 7, 50)] == [1, 2, 4, 30, 30, 30]
+    # What the panel, messages and logs show keeps no secret of the address.
+    assert EndpointSpec("wss://me:secret@h.example/x?token=abc").name == "wss://me:…@h.example/x?token=…"
+    assert EndpointSpec("http://[::1]:9222", cdp=True).name == "cdp:http://[::1]:9222"
+
+
+def test_the_resources_report_shows_each_endpoint_connected_and_its_contexts(tmp_path: Path) -> None:
+    with run_server() as a, run_server() as b:
+        core = Sidekick(remote_settings(Settings(data_dir=tmp_path), a, b)).start(warm=False)
+        try:
+            assert core.resources().endpoints == (
+                EndpointStatus(a, connected=False, contexts=0), EndpointStatus(b, connected=False, contexts=0)
+            )  # nothing opened yet
+            pool = core.pool
+            assert pool is not None
+            core.runtime.run(pool.warm(), 60)  # the spare: one context, on one of them
+            report = core.resources()
+            assert all(ep.connected for ep in report.endpoints)
+            assert sorted(ep.contexts for ep in report.endpoints) == [0, 1] and report.contexts == 1
+            a.kill()
+            down = poll(lambda: not core.resources().endpoints[0].connected, timeout=10)
+            assert down
+            status = core.resources().endpoints
+            assert not status[0].connected and status[0].contexts == 0 and "lost" in status[0].problem
+            assert status[1].connected
+        finally:
+            core.close()
 
 
 # -- placement, drops, reconnects ----------------------------------------------------------------
@@ -240,3 +269,25 @@ async def test_closing_the_pool_closes_its_contexts_on_a_devtools_browser_it_onl
             finally:
                 await cdp.detach()
                 await watcher.close()
+
+
+async def test_remote_contexts_browse_through_the_guard_with_credentials_of_their_own(
+    settings: Settings, site: LocalSite
+) -> None:
+    guard = Guard(UrlPolicy(allow_private_network=True, blocked_domains=("blocked.test",)))
+    with run_server() as a:
+        pool = BrowserPool(remote_settings(settings, a), guard=guard, warm_spare=False)
+        try:
+            first, second = await pool.new_session_browser(), await pool.new_session_browser()
+            proxies = list(endpoint(pool, a).contexts.values())
+            assert all(p is not None for p in proxies) and len({p.username for p in proxies if p}) == 2
+            assert guard._http.granted == 2  # one grant per context, nothing else
+            assert (await first.goto(site.url("/about"))).title == "About"
+            with pytest.raises(NavigationError, match="web policy"):
+                await second.goto("http://blocked.test/")
+            await first.aclose()
+            assert guard._http.granted == 1  # revoked with its context
+            await second.aclose()
+            assert guard._http.granted == 0
+        finally:
+            await pool.aclose()

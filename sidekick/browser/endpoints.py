@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from playwright.async_api import Browser, BrowserContext, Playwright
 
@@ -47,8 +47,16 @@ class EndpointSpec:
 
     @property
     def name(self) -> str:
-        """As configured (what the resources panel and messages show)."""
-        return CDP_PREFIX + self.url if self.cdp else self.url
+        """As configured, but without secrets (what the resources panel, messages and logs show): a
+        password in the address and the query's values (browserless takes ``?token=``) are elided."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        if parts.username:
+            netloc = f"{parts.username}:…@{netloc}" if parts.password else f"{parts.username}@{netloc}"
+        query = "&".join(f"{pair.split('=', 1)[0]}=…" for pair in parts.query.split("&") if pair)
+        shown = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return CDP_PREFIX + shown if self.cdp else shown
 
 
 def parse_endpoints(text: str) -> tuple[EndpointSpec, ...]:

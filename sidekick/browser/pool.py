@@ -229,9 +229,8 @@ class BrowserPool:
                 f"Connecting to {ep.name}",
             )
         except (PlaywrightError, BrowserError) as exc:
-            raise BrowserUnavailableError(
-                f"The browser server {ep.name} could not be reached: {first_line(exc)}"
-            ) from None
+            detail = first_line(exc).replace(ep.spec.url, ep.name)  # no token from the address
+            raise BrowserUnavailableError(f"The browser server {ep.name} could not be reached: {detail}") from None
         self.launches += 1
         return browser
 
