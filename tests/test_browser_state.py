@@ -10,6 +10,7 @@ which shows the cookie the browser sent, so "signed in" is what the site itself 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import getpass
@@ -32,7 +33,8 @@ from sidekick.sessions import Session, SessionRegistry
 from sidekick.store import BaseStore
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
-from tests.support.runs import MakeRegistry, verdict
+from tests.support.run_server import remote_settings, run_server
+from tests.support.runs import MakeRegistry, agent_settings, open_rig, verdict
 from tests.support.waiting import wait_until
 
 USER = getpass.getuser()  # the local user: nobody signs in here
@@ -297,3 +299,41 @@ def test_the_store_file_and_its_folder_are_readable_by_sidekicks_user_only(core:
         if (data / name).exists():
             assert ((data / name).stat().st_mode & 0o777) == 0o600, name
 
+
+
+# -- moving to another browser endpoint ---------------------------------------------------------
+async def test_a_run_whose_browser_server_dies_carries_on_on_the_other_with_its_cookie(
+    tmp_path: Path, settings: Settings, llm: FakeOpenAI, site: LocalSite
+) -> None:
+    """Two real ``playwright run-server`` processes; the server the session is on is killed while
+    the agent's navigation waits on a page; its next action opens on the other server, signed in."""
+    with run_server() as a, run_server() as b:
+        pool = BrowserPool(remote_settings(settings, a, b), warm_spare=False)
+        try:
+            async with open_rig(agent_settings(tmp_path, llm), pool) as rig:
+                await rig.session.open_conversation("t1")
+                llm.worker(
+                    Reply.tool_call("navigate", {"url": site.url("/set-cookie?value=alice")}),  # signs in
+                    Reply.tool_call("navigate", {"url": site.url("/about")}),
+                    Reply.tool_call("navigate", {"url": site.url("/hang")}),  # its server dies meanwhile
+                    Reply.tool_call("navigate", {"url": site.url("/cookies")}),
+                    Reply.text("Still signed in."),
+                )
+                llm.evaluator(verdict(True))
+                run = asyncio.ensure_future(rig.run("Sign in, then check the account", thread="t1"))
+                await wait_until(lambda: "/hang" in site.hits, timeout=30, what="the run waiting on /hang")
+                await saved(rig.store, "t1", site.url("/about"))
+                first = await rig.session.browser()
+                doomed = next(ep.name for ep in pool.endpoints if ep.generation == first.generation)
+                (a if doomed == a else b).kill()
+
+                events = await asyncio.wait_for(run, 60)
+
+                assert [e.text for e in events if isinstance(e, FinalAnswer)] == ["Still signed in."]
+                moved = await rig.session.browser()
+                assert next(ep.name for ep in pool.endpoints if ep.generation == moved.generation) != doomed
+                results = [str(m["content"]) for m in llm.requests[-2]["messages"] if m.get("role") == "tool"]
+                assert f"The connection to the browser server {doomed} was lost" in results[-2]
+                assert "sk=alice" in results[-1]  # the site saw the cookie, on the other server
+        finally:
+            await pool.aclose()
