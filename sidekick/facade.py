@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 
 from sidekick import export
 from sidekick.browser.context import SessionBrowser
+from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
+from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, RuntimeStoppedError, SidekickError
@@ -90,6 +92,8 @@ class ResourceReport:
     server_mb: float
     launches: int
     crashes: int
+    live_views: int = 0
+    """Sessions whose browser page is being cast to a watching tab now."""
 
 
 class Sidekick:
@@ -159,6 +163,14 @@ class Sidekick:
             )
             registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
+
+            async def browser_of(session_id: str) -> SessionBrowser | None:
+                session = registry.find(session_id)
+                return await session.browser() if session is not None and session.has_browser else None
+
+            live = LiveViews(browser_of, self._runtime.submit, fps=self.settings.live_fps)
+            stack.push_async_callback(live.aclose)  # before the sessions and their browsers close
+            self.live = live
 
             async def browser_of(session_id: str) -> SessionBrowser | None:
                 session = registry.find(session_id)
@@ -434,10 +446,13 @@ class Sidekick:
         pool = self.pool
         assert pool is not None
 
-        async def gather() -> tuple[int, int, int]:
-            return len(registry), sum(1 for s in registry.sessions() if s.has_browser), pool.open_contexts
+        live = self.live
 
-        sessions, with_browser, contexts = self._call(gather(), timeout)
+        async def gather() -> tuple[int, int, int, int]:
+            with_browser = sum(1 for s in registry.sessions() if s.has_browser)
+            return len(registry), with_browser, pool.open_contexts, len(live) if live is not None else 0
+
+        sessions, with_browser, contexts, live_views = self._call(gather(), timeout)
         browsers, servers = self._processes()
         return ResourceReport(
             sessions=sessions,
@@ -448,6 +463,7 @@ class Sidekick:
             server_mb=self_memory_bytes() / 2**20,
             launches=pool.launches,
             crashes=pool.crashes,
+            live_views=live_views,
         )
 
     # -- shutdown --------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Layout: a sidebar (conversations, Reset, model and tools, resources) and two columns: the chat on
 the left (each turn's steps in an ``st.status``, the evaluator's checklist, the answer or question)
-and the live browser on the right (the latest screenshot large, this turn's earlier ones below).
-While a run is in progress the script drains its events and redraws only the placeholders that
-changed; any click interrupts the loop and the rerun picks up where it left off.
+and the browser on the right: while a run is live, the live view (the session's page as
+Chromium's screencast sends it); otherwise the turn's step screenshots, the latest large. The
+current turn, the streamed answer and the browser are one fragment (:class:`LiveArea`) that follows
+a live run and reruns by itself while one is live; any click interrupts it and the rerun picks up
+where it left off.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import streamlit as st
 
 from sidekick import events as ev
 from sidekick.agent.prompts import DEFAULT_CRITERIA
+from sidekick.browser.screencast import Frame
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.facade import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, ResourceReport, Sidekick
 from sidekick.ui import bindings
@@ -28,7 +31,8 @@ from sidekick.ui.tab import TabState, Turn
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.03
+RESUME_SECONDS = 1.0  # while a run is live, how soon a stopped script follows it again
 CONNECT_HELP = """
 **Connect a model** — set these in the environment or in `.streamlit/secrets.toml`, then restart:
 
@@ -106,36 +110,11 @@ def render() -> None:
         state.absorb()  # the run has wound down: take its last events, then redraw with the input back
         st.rerun()
 
-    def redraw_shot() -> None:
-        with shot_slot.container():
-            screenshot_view(state)
-
-    def redraw_turn() -> None:
-        with live.container():
-            turn = state.current()
-            if turn is not None:
-                live_now = state.run is not None
-                download = None if live_now else partial(download_run, core, state, turn)
-                render_turn(turn, live=live_now, download=download)
-                approval_buttons(core, sid, state)
-
-    def redraw_draft() -> None:
-        turn = state.current()
-        text = draft_of(turn.events) if turn is not None and state.run is not None else ""
-        if text:
-            with draft_slot.container(), st.chat_message("assistant", avatar="🧭"):
-                st.markdown(text + " ▌")
-        else:
-            draft_slot.empty()
-
     state.absorb()
-    redraw_shot()  # first: it is what a person watches, and the turn's redraw grows with its steps
-    redraw_turn()
     with panel:  # filled after this run's actions, so it counts what they opened or freed
         resources_panel(core)
-    redraw_draft()
-    if state.run is not None:
-        follow_run(state, redraw_shot, redraw_turn, redraw_draft)
+    # Last: while a run is live the fragment follows it until it ends.
+    LiveArea(core, sid, state, turn_slot=live, draft_slot=draft_slot, shot_slot=shot_slot).show()
 
 
 # -- sidebar ---------------------------------------------------------------------------------------
@@ -223,7 +202,13 @@ def resources_panel(core: Sidekick) -> None:
         help="Proportional memory (PSS) of those processes.",
     )
     mcp = f" · MCP {res.mcp.processes} processes, {res.mcp.total_mb:.0f} MB" if res.mcp.processes else ""
-    st.caption(f"Server {res.server_mb:.0f} MB · browser launches {res.launches} · crashes {res.crashes}{mcp}")
+    st.caption(
+        f"Server {res.server_mb:.0f} MB · browser launches {res.launches} · crashes {res.crashes}{mcp}"
+        f" · live views {res.live_views}"
+    )
+    for ep in res.endpoints:
+        state = f"connected · {ep.contexts} contexts" if ep.connected else f"not connected ({ep.problem or 'retrying'})"
+        st.caption(f"{'🟢' if ep.connected else '🔴'} Browser server {ep.name}: {state}")
 
 
 # -- chat ------------------------------------------------------------------------------------------
@@ -254,24 +239,84 @@ def start_turn(core: Sidekick, sid: str, state: TabState, prompt: str, criteria:
         state.start_turn(Turn(user=prompt, criteria=criteria), handle)
 
 
-def follow_run(
-    state: TabState,
-    redraw_shot: Callable[[], None],
-    redraw_turn: Callable[[], None],
-    redraw_draft: Callable[[], None],
-) -> None:
-    """Wait for the run's events and redraw what they change, as they come. A click interrupts this
-    (Streamlit raises a BaseException at the next st.* call); the rerun resumes from the events kept
-    in session_state."""
-    while state.run is not None:
-        new = state.absorb(timeout=POLL_SECONDS)
-        if any(isinstance(e, ev.Screenshot) for e in new):
-            redraw_shot()
-        if any(not isinstance(e, ev.Screenshot | ev.AnswerDelta) for e in new):
-            redraw_turn()
-        if any(not isinstance(e, ev.Screenshot) for e in new):
-            redraw_draft()
-    st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
+class LiveArea:
+    """The current turn, the answer being streamed and the browser's screen, drawn by one fragment.
+
+    While a run is live the fragment follows it: it waits for the run's events and the live view's
+    frames and redraws only what changed, as they come, and once the run ends it reruns the whole
+    page (the history, the sidebar, the input back). The fragment reruns itself every
+    ``RESUME_SECONDS`` while the page was drawn with a run live, so when something stops the
+    script (Streamlit's toolbar Stop, a dropped connection) the next rerun picks up where it left
+    off and the answer still appears without a click. Whatever drew last, the events are kept in
+    ``session_state``: each loop compares what it drew with the state, not with what it took.
+    """
+
+    def __init__(
+        self, core: Sidekick, sid: str, state: TabState, *, turn_slot: Any, draft_slot: Any, shot_slot: Any
+    ) -> None:
+        self.core, self.sid, self.state = core, sid, state
+        self.turn_slot, self.draft_slot, self.shot_slot = turn_slot, draft_slot, shot_slot
+        self.was_live = state.run is not None
+
+    def show(self) -> None:
+        st.fragment(self.follow, run_every=RESUME_SECONDS if self.was_live else None)()
+
+    def follow(self) -> None:
+        state = self.state
+        state.absorb()
+        if self.was_live and state.run is None:
+            st.rerun()  # the run ended while nobody followed it: draw the page as it is now
+        drawn_turn, drawn_all, drawn_frame = self.draw_turn(), self.draw_draft(), self.draw_screen(None)
+        while state.run is not None:
+            state.absorb(timeout=POLL_SECONDS)
+            turn = state.current()
+            events = turn.events if turn is not None else []
+            steps = sum(1 for e in events if not isinstance(e, ev.AnswerDelta))
+            if steps != drawn_turn:
+                drawn_turn = self.draw_turn()
+            if len(events) != drawn_all:
+                drawn_all = self.draw_draft()
+            frame = self.core.live_frame(self.sid)
+            if frame is not None and frame.seq != drawn_frame:
+                drawn_frame = self.draw_screen(frame)
+        if self.was_live:
+            st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
+
+    def draw_turn(self) -> int:
+        """The current turn; returns how many of its events (streamed pieces aside) it showed."""
+        state, turn = self.state, self.state.current()
+        with self.turn_slot.container():
+            if turn is None:
+                return 0
+            live_now = state.run is not None
+            download = None if live_now else partial(download_run, self.core, state, turn)
+            render_turn(turn, live=live_now, download=download)
+            approval_buttons(self.core, self.sid, state)
+        return sum(1 for e in turn.events if not isinstance(e, ev.AnswerDelta))
+
+    def draw_draft(self) -> int:
+        """The answer as the model writes it; returns how many events it has seen."""
+        turn = self.state.current()
+        text = draft_of(turn.events) if turn is not None and self.state.run is not None else ""
+        if text:
+            with self.draft_slot.container(), st.chat_message("assistant", avatar="🧭"):
+                st.markdown(text + " ▌")
+        else:
+            self.draft_slot.empty()
+        return len(turn.events) if turn is not None else 0
+
+    def draw_screen(self, frame: Frame | None) -> int:
+        """The live frame while a run is live (until the first comes: the latest screenshot), else the
+        turn's screenshots; returns the frame's number (0: none)."""
+        with self.shot_slot.container():
+            if frame is None or self.state.run is None:
+                screenshot_view(self.state)
+                return 0
+            with st.container(key="live-view"):
+                st.caption(f"🔴 **Live** — {frame.url}")
+                # JPEG as Chromium sent it (the default would re-encode it).
+                st.image(frame.jpeg, width="stretch", output_format="JPEG")
+        return frame.seq
 
 
 def download_run(core: Sidekick, state: TabState, turn: Turn) -> None:

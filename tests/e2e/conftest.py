@@ -18,7 +18,7 @@ from tests.support.dashboard import (
     DashboardServer,
     Tabs,
     open_app,
-    save_artifact,
+    save_artifacts,
     sidekick_server,
     stable_process_count,
 )
@@ -83,9 +83,7 @@ async def tabs(
     try:
         yield Tabs(context, dashboard.url)
     finally:
-        for i, page in enumerate(p for p in context.pages if not p.is_closed()):
-            try:
-                await save_artifact(page, f"{request.node.name}-last-{i}")
-            except Exception as exc:  # an artifact must never hide the test's own result
-                print(f"could not save an artifact of {page.url}: {exc}")
-        await context.close()
+        try:
+            await save_artifacts(context, f"{request.node.name}-last")
+        finally:
+            await context.close()

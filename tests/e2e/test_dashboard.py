@@ -17,8 +17,11 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.support.dashboard import (
+    CHAT_INPUT,
     EXCEPTION,
     IMAGE,
+    LIVE_VIEW,
+    RUN_TIMEOUT_MS,
     TOAST,
     DashboardServer,
     Tabs,
@@ -26,6 +29,7 @@ from tests.support.dashboard import (
     open_app,
     rerun,
     save_artifact,
+    send,
     sidekick_server,
     wait_idle,
 )
@@ -36,8 +40,6 @@ from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-CHAT_INPUT = "[data-testid='stChatInputTextArea']"
-RUN_TIMEOUT = 60_000  # ms: one turn, with a browser context to open, on a loaded 2-core machine
 RELEASE_TIMEOUT = 15.0  # s: on_release about 1 s after the tab goes, then Chromium lets go
 # A page whose title shows the cookies it can see; the dashboard shows a page only as a screenshot
 # and a caption with its title.
@@ -86,18 +88,10 @@ def caption(page: Page, url: str) -> Locator:
     return browser_column(page).locator("[data-testid='stCaptionContainer']", has_text=url)
 
 
-async def send(page: Page, text: str) -> None:
-    """Type a message and send it. Returns at once: the run goes on while the script drains it."""
-    box = page.locator(CHAT_INPUT)
-    await expect(box).to_be_enabled(timeout=RUN_TIMEOUT)
-    await box.fill(text)
-    await box.press("Enter")
-
-
 async def ask(page: Page, text: str, answer: str) -> None:
     """Send a message and wait for its answer, and for the script to settle after the run."""
     await send(page, text)
-    await expect(page.get_by_text(answer, exact=True)).to_be_visible(timeout=RUN_TIMEOUT)
+    await expect(page.get_by_text(answer, exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     # The script reruns once the run is over (without the Stop button): wait for that rerun to finish,
     # not for the idle moment between the two.
     await expect(stop_button(page)).to_have_count(0)
@@ -146,7 +140,7 @@ async def test_stop_ends_a_slow_run(page: Page, llm: FakeOpenAI) -> None:
     llm.worker(Reply.slow(30, Reply.text("Too late.")))
     box = page.locator(CHAT_INPUT)
     await send(page, "Take your time.")
-    await expect(stop_button(page)).to_be_visible(timeout=RUN_TIMEOUT)
+    await expect(stop_button(page)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     await wait_until(lambda: llm.requests, timeout=30, what="the model asked")
     await expect(box).to_be_disabled(timeout=10_000)
 
@@ -205,7 +199,7 @@ async def test_a_reload_brings_the_conversation_back(page: Page, llm: FakeOpenAI
     assert "thread=" in url
 
     await page.reload(wait_until="domcontentloaded")
-    await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT)  # counts from 0 again
+    await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT_MS)  # counts from 0 again
     await wait_idle(page)
 
     assert page.url == url
@@ -239,8 +233,13 @@ async def test_a_restarted_server_shows_the_recorded_turn(
 ) -> None:
     """The run record outlives the process: a new server on the same data folder shows the turn's
     steps, checklist and screenshot as they looked live."""
-    env = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "test", "SIDEKICK_MODEL_RETRIES": "0"}
-    first = sidekick_server(tmp_path / "server", **env)
+
+    def serve() -> DashboardServer:  # on the same data folder each time
+        return sidekick_server(
+            tmp_path / "server", OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="test", SIDEKICK_MODEL_RETRIES="0"
+        )
+
+    first = serve()
     await asyncio.to_thread(first.start)
     try:
         page = await open_app(user_browser, first.url)
@@ -253,7 +252,7 @@ async def test_a_restarted_server_shows_the_recorded_turn(
     finally:
         await asyncio.to_thread(first.close)
 
-    second = sidekick_server(tmp_path / "server", **env)  # the same data folder
+    second = serve()
     await asyncio.to_thread(second.start)
     try:
         page = await open_app(user_browser, f"{second.url}?thread={thread}")
@@ -278,12 +277,94 @@ async def test_the_answer_streams_in_before_the_run_ends(page: Page, llm: FakeOp
     llm.evaluator(Reply.slow(5, verdict(True)))
     await send(page, "Say something.")
     draft = page.get_by_text("Streaming words arrive one by one. ▌")
-    await expect(draft).to_be_visible(timeout=RUN_TIMEOUT)
+    await expect(draft).to_be_visible(timeout=RUN_TIMEOUT_MS)
     await expect(stop_button(page)).to_be_visible()  # still running: the review is under way
     assert llm.requests[-1].get("stream") is True or any(r.get("stream") for r in llm.requests)
     await expect(page.get_by_text("Streaming words arrive one by one.", exact=True)).to_be_visible(
-        timeout=RUN_TIMEOUT
+        timeout=RUN_TIMEOUT_MS
     )
     await expect(draft).to_have_count(0)
     await expect(page.get_by_text("Review 1: passed")).to_be_visible()
+    await no_traceback(page)
+
+
+# -- the live view ---------------------------------------------------------------------------------
+# A page that repaints three times a second, so each frame of it differs from the last.
+TICKER = (
+    "<html><head><title>Ticker</title></head><body><h1 id='n'>0</h1><script>"
+    "let n = 0; setInterval(() => { document.getElementById('n').textContent = ++n; }, 300);"
+    "</script></body></html>"
+)
+
+
+def live_image(page: Page) -> Locator:
+    return page.locator(f"{LIVE_VIEW} img")
+
+
+async def live_views(page: Page, count: int) -> None:
+    """The resources panel says ``count`` pages are being cast (reloading until it does)."""
+    caption = page.locator("[data-testid='stSidebar'] [data-testid='stCaptionContainer']", has_text="live views")
+
+    async def says() -> bool:
+        if f"live views {count}" in await caption.inner_text():
+            return True
+        await page.reload(wait_until="domcontentloaded")
+        await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT_MS)
+        return False
+
+    await wait_until(says, timeout=30, interval=0.5, what=f"live views {count}")
+
+
+async def test_the_live_view_shows_the_sessions_page_as_it_changes(
+    page: Page, llm: FakeOpenAI, site: LocalSite
+) -> None:
+    site.route("/ticker", TICKER)
+    llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(8, Reply.text("It ticked.")))
+    llm.evaluator(verdict(True))
+    await send(page, "Watch the ticker.")
+
+    await expect(page.locator(LIVE_VIEW)).to_contain_text(site.url("/ticker"), timeout=RUN_TIMEOUT_MS)
+    first = await live_image(page).get_attribute("src")
+    assert first is not None
+
+    async def moved() -> bool:
+        return await live_image(page).get_attribute("src") not in (None, first)
+
+    await wait_until(moved, timeout=15, what="a newer frame of the ticking page")
+    await save_artifact(page, "dashboard-live-view")
+    await expect(page.get_by_text("It ticked.", exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    # Once the run is over the tab shows the step's screenshot, and the screencast ends unwatched.
+    await expect(page.locator(LIVE_VIEW)).to_have_count(0)
+    await expect(browser_column(page).locator(IMAGE).first).to_be_visible()
+    await live_views(page, 0)
+    await no_traceback(page)
+
+
+async def test_closing_the_watching_tab_stops_the_screencast(tabs: Tabs, llm: FakeOpenAI, site: LocalSite) -> None:
+    site.route("/ticker", TICKER)
+    llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(30, Reply.text("Too late.")))
+    watcher = await tabs.open()
+    await send(watcher, "Watch the ticker for a long time.")
+    await expect(live_image(watcher)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    other = await tabs.open()
+    await live_views(other, 1)
+
+    await watcher.close()
+    await live_views(other, 0)
+    await no_traceback(other)
+
+
+async def test_after_streamlits_own_stop_the_run_goes_on_and_its_answer_appears(page: Page, llm: FakeOpenAI) -> None:
+    """The toolbar's Stop ends the script run, not our run: the live area follows it again by itself."""
+    llm.worker(Reply.slow(5, Reply.text("Finished all the same.")))
+    llm.evaluator(verdict(True))
+    await send(page, "Take a few seconds.")
+    await expect(stop_button(page)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    toolbar_stop = page.get_by_test_id("stStatusWidget").get_by_role("button", name="Stop")
+    await toolbar_stop.click(timeout=RUN_TIMEOUT_MS)
+
+    await expect(page.get_by_text("Take a few seconds.", exact=True)).to_be_visible()  # not a blank page
+    await expect(page.get_by_text("Finished all the same.", exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    await expect(stop_button(page)).to_have_count(0)
+    await expect(page.locator(CHAT_INPUT)).to_be_enabled()
     await no_traceback(page)

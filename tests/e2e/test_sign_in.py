@@ -21,13 +21,17 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.support.dashboard import (
+    CHAT_INPUT,
     EXCEPTION,
+    RUN_TIMEOUT_MS,
     TOAST,
     DashboardServer,
     first_run,
     free_port,
     open_app,
     save_artifact,
+    save_artifacts,
+    send,
     sidekick_server,
     wait_idle,
 )
@@ -37,8 +41,6 @@ from tests.support.runs import verdict
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-CHAT_INPUT = "[data-testid='stChatInputTextArea']"
-RUN_TIMEOUT = 60_000  # ms: one turn on a loaded 2-core machine
 NOT_FOUND = "That conversation was not found, so a new one was started."
 
 MakeContext = Callable[[], Awaitable[BrowserContext]]
@@ -86,11 +88,7 @@ async def _close_contexts(contexts: list[BrowserContext], name: str) -> None:
     """Save what each context's tabs show, then close it (even if saving fails)."""
     for c, context in enumerate(contexts):
         try:
-            for p, page in enumerate(x for x in context.pages if not x.is_closed()):
-                try:
-                    await save_artifact(page, f"{name}-person{c}-tab{p}")
-                except Exception as exc:  # an artifact must never hide the test's own result
-                    print(f"could not save an artifact of {page.url}: {exc}")
+            await save_artifacts(context, f"{name}-person{c}-tab")
         finally:
             await context.close()
 
@@ -154,15 +152,12 @@ async def signed_in_tab(
 
 async def ask(page: Page, text: str, answer: str) -> None:
     """Send a message and wait for its answer, and for the script to settle after the run."""
-    box = page.locator(CHAT_INPUT)
-    await expect(box).to_be_enabled(timeout=RUN_TIMEOUT)
-    await box.fill(text)
-    await box.press("Enter")
-    await expect(page.get_by_text(answer, exact=True)).to_be_visible(timeout=RUN_TIMEOUT)
+    await send(page, text)
+    await expect(page.get_by_text(answer, exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     # The script reruns once the run is over (without the Stop button): wait for that rerun.
     await expect(page.get_by_test_id("stMain").get_by_role("button", name="Stop")).to_have_count(0)
     await wait_idle(page)
-    await expect(box).to_be_enabled()
+    await expect(page.locator(CHAT_INPUT)).to_be_enabled()
 
 
 def thread_of(page: Page) -> str:

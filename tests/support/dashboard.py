@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.config import Settings
@@ -48,6 +48,10 @@ IMAGE = "[data-testid='stImage'] img"
 ERROR = "[data-testid='stAlertContentError']"
 TOAST = "[data-testid='stToast']"
 EXCEPTION = "[data-testid='stException']"
+CHAT_INPUT = "[data-testid='stChatInputTextArea']"
+LIVE_VIEW = ".st-key-live-view"
+"""The live view of the session's browser page (``views.LiveArea``): a caption and the newest frame."""
+RUN_TIMEOUT_MS = 60_000  # one turn, with a browser context to open, on a loaded 2-core machine
 
 _RUN_COUNTER = """
 window.__finishedRuns = 0;
@@ -328,6 +332,24 @@ async def open_address(page: Page, text: str) -> None:
     """Type ``text`` into "Web address", click "Open", and wait for that run to finish."""
     await page.get_by_label("Web address").fill(text)
     await rerun(page, page.get_by_role("button", name="Open", exact=True).click)
+
+
+async def send(page: Page, text: str) -> None:
+    """Type a message and send it. Returns at once: the run goes on while the script follows it."""
+    box = page.locator(CHAT_INPUT)
+    await expect(box).to_be_enabled(timeout=RUN_TIMEOUT_MS)
+    await box.fill(text)
+    await box.press("Enter")
+
+
+async def save_artifacts(context: BrowserContext, name: str) -> None:
+    """What each open tab of ``context`` shows, saved as ``<name>-<i>`` (a failure only says so:
+    an artifact must never hide the test's own result)."""
+    for i, page in enumerate(p for p in context.pages if not p.is_closed()):
+        try:
+            await save_artifact(page, f"{name}-{i}")
+        except Exception as exc:
+            print(f"could not save an artifact of {page.url}: {exc}")
 
 
 async def metric(page: Page, label: str) -> str:
