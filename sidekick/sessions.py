@@ -274,6 +274,8 @@ class Session:
                     replica=self._deps.replica,
                     get_browser=self.browser,
                     more_tools=self._mcp_tools if deps.mcp is not None else None,
+                    # The Python sandbox's only way to the web (SIDEKICK_PYTHON_NETWORK=1): the guard.
+                    proxy_socket=deps.pool.guard.sandbox_socket if deps.pool.guard is not None else None,
                 )
             )
         return self._runner
