@@ -42,31 +42,43 @@ def memory_bytes(proc: psutil.Process) -> int:
 @dataclass(frozen=True)
 class Proc:
     pid: int
-    kind: str  # "browser" or "driver"
+    kind: str  # "browser" or "driver"; for an MCP server's process, the server's name
     bytes: int
 
 
 @dataclass(frozen=True)
 class ProcessReport:
-    """Browser and driver processes that descend from one process, with their memory."""
+    """Processes this process started (browsers and drivers, or MCP servers), with their memory."""
 
     procs: tuple[Proc, ...]
 
+    def pids_of(self, kind: str | None = None) -> tuple[int, ...]:
+        """The PIDs of that kind (default: all)."""
+        return tuple(p.pid for p in self.procs if kind is None or p.kind == kind)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return self.pids_of()
+
     @property
     def browser_pids(self) -> tuple[int, ...]:
-        return tuple(p.pid for p in self.procs if p.kind == "browser")
+        return self.pids_of("browser")
 
     @property
     def driver_pids(self) -> tuple[int, ...]:
-        return tuple(p.pid for p in self.procs if p.kind == "driver")
+        return self.pids_of("driver")
 
     @property
     def processes(self) -> int:
         return len(self.procs)
 
     @property
+    def total_bytes(self) -> int:
+        return sum(p.bytes for p in self.procs)
+
+    @property
     def total_mb(self) -> float:
-        return sum(p.bytes for p in self.procs) / 2**20
+        return self.total_bytes / 2**20
 
     def gone_since(self, earlier: ProcessReport) -> ProcessReport:
         """The processes of ``earlier`` that are no longer here (with their memory then)."""

@@ -19,8 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from langchain_core.tools import BaseTool
 from mcp.types import CallToolResult
@@ -52,7 +51,21 @@ async def _close_all(closers: list[Any]) -> None:
     await asyncio.gather(*(c.aclose() for c in closers), return_exceptions=True)
 
 
-class McpHub:
+class _Owner:
+    """An owner of servers: ``async with`` it and the block's end closes it (``aclose()``,
+    idempotent), however the block ends."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+class McpHub(_Owner):
     def __init__(self, config: McpConfig, settings: Settings, *, proxy_url: str | None = None) -> None:
         """``proxy_url`` (the web policy's proxy, e.g. ``socks5h://127.0.0.1:PORT``) fills in
         ``${SIDEKICK_PROXY}`` in a server's ``env``."""
@@ -71,14 +84,6 @@ class McpHub:
         self._scratch: Path | None = None
         self._listing: asyncio.Task[None] | None = None
         self._closed = False
-
-    async def __aenter__(self) -> McpHub:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def session(self, session_id: str, workspace: Path) -> SessionMcp:
         """This session's MCP servers (the open one if there is one); starts nothing."""
@@ -183,7 +188,7 @@ class McpHub:
             self._scratch = None
 
 
-class SessionMcp:
+class SessionMcp(_Owner):
     """One session's MCP servers and tools. Session-scoped servers start on their first call."""
 
     def __init__(self, hub: McpHub, session_id: str, workspace: Path) -> None:
@@ -194,14 +199,6 @@ class SessionMcp:
         self._tools: list[BaseTool] | None = None
         self._tools_lock = asyncio.Lock()
         self.closed = False
-
-    async def __aenter__(self) -> SessionMcp:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def tools(self) -> list[BaseTool]:
         """The tools of every server that could be listed; built once for this session."""

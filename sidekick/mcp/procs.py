@@ -19,13 +19,12 @@ import threading
 import time
 from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import dataclass
 
 import anyio
 import psutil
 from anyio.abc import Process
 
-from sidekick.procs import memory_bytes
+from sidekick.procs import Proc, ProcessReport, memory_bytes
 
 GRACE_SECONDS = 1.0
 _POLL_SECONDS = 0.05
@@ -139,55 +138,26 @@ async def end_group(process: Process, grace: float = GRACE_SECONDS) -> None:
             _unregister_group(pgid)
 
 
-@dataclass(frozen=True)
-class McpProc:
-    pid: int
-    server: str
-    bytes: int
+McpProcessReport = ProcessReport  # an MCP server's processes: ``kind`` is the server's name
 
 
-@dataclass(frozen=True)
-class McpProcessReport:
-    """Processes of the MCP servers this process started, with their memory (PSS, else RSS)."""
-
-    procs: tuple[McpProc, ...]
-
-    @property
-    def pids(self) -> tuple[int, ...]:
-        return tuple(p.pid for p in self.procs)
-
-    @property
-    def processes(self) -> int:
-        return len(self.procs)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(p.bytes for p in self.procs)
-
-    @property
-    def total_mb(self) -> float:
-        return self.total_bytes / 2**20
-
-
-
-
-def mcp_processes(*, memory: bool = True) -> McpProcessReport:
+def mcp_processes(*, memory: bool = True) -> ProcessReport:
     """Every live process of every MCP server group this process started (for the resources panel).
 
     Counts the group's members even after a wrapper exited and its child was reparented, and the
     leader's descendants that left the group. Safe to call from any thread.
     """
     groups = _registered()
-    found: dict[int, McpProc] = {}
+    found: dict[int, Proc] = {}
     for proc in _group_members(groups):
         with suppress(ProcessLookupError, psutil.NoSuchProcess):
             label = groups.get(os.getpgid(proc.pid), "?")
-            found[proc.pid] = McpProc(proc.pid, label, memory_bytes(proc) if memory else 0)
+            found[proc.pid] = Proc(proc.pid, label, memory_bytes(proc) if memory else 0)
     for pgid, label in groups.items():
         for proc in tree(pgid):
             if proc.pid not in found:
-                found[proc.pid] = McpProc(proc.pid, label, memory_bytes(proc) if memory else 0)
-    return McpProcessReport(tuple(found.values()))
+                found[proc.pid] = Proc(proc.pid, label, memory_bytes(proc) if memory else 0)
+    return ProcessReport(tuple(found.values()))
 
 
 def kill_mcp_processes() -> int:
