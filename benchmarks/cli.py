@@ -3,7 +3,7 @@
 A benchmark builds its flags on :func:`parser` (which adds ``--json``), checks them with the
 argparse types here (:func:`at_least`, :func:`positive`; :func:`add_choice` for a comma-separated
 choice of names): a bad value is a one-line usage error, exit 2. Its ``__main__`` is then one call,
-``sys.exit(cli.main(parser(), measure, table))``: ``measure`` takes the parsed flags and returns the
+``sys.exit(cli.main(parser, measure, table))``: ``measure`` takes the parsed flags and returns the
 report (the ``--json`` object), ``table`` makes the text shown without ``--json``.
 
 Output is a table for people or, with ``--json``, exactly one JSON object on stdout (what the
@@ -23,10 +23,15 @@ from typing import Any
 Data = dict[str, Any]  # the --json object
 
 
-def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """The parser of ``python -m benchmarks.<name>``, with ``--json`` already on it."""
+def parser(name: str, description: str, **counts: tuple[int, str]) -> argparse.ArgumentParser:
+    """The parser of ``python -m benchmarks.<name>``, with ``--json`` already on it.
+
+    Each keyword is a count flag, a whole number of at least 1: ``runs=(30, "timed runs per mode")``
+    is ``--runs``, 30 by default."""
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    for flag, (default, help) in counts.items():
+        parser.add_argument(f"--{flag}", type=at_least(1), default=default, help=help)
     return parser
 
 

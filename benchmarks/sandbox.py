@@ -20,7 +20,6 @@ collected output. The exit code is 0 whether or not the target is met: this repo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -99,11 +98,6 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = cli.parser("sandbox", "The cost of the Python tool's sandbox.")
-    parser.add_argument("--runs", type=cli.at_least(1), default=30, help="timed runs per mode")
-    return parser
-
-
 if __name__ == "__main__":
-    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.runs)), table))
+    options = cli.parser("sandbox", "The cost of the Python tool's sandbox.", runs=(30, "timed runs per mode"))
+    sys.exit(cli.main(options, lambda args: asyncio.run(run(args.runs)), table))

@@ -107,22 +107,23 @@ def test_list_caps_entries(ws: Workspace) -> None:
     assert lines[-1] == "[… 5 more entries]"
 
 
-def test_missing_and_wrong_kinds(ws: Workspace) -> None:
+WRONG_KINDS = {  # the call → what its error says
+    "read nope.txt": "does not exist",
+    "read nope/file.txt": "no directory 'nope'",
+    "read dir": "is a directory",
+    "write dir": "is a directory",
+    "write dir/file.txt/child": "not a directory",
+    "list dir/file.txt": "not a directory",
+    "read .": "workspace itself",
+}
+
+
+@pytest.mark.parametrize(("call", "match"), WRONG_KINDS.items(), ids=list(WRONG_KINDS))
+def test_missing_and_wrong_kinds(ws: Workspace, call: str, match: str) -> None:
     ws.write("dir/file.txt", "x")
-    with pytest.raises(ToolError, match="does not exist"):
-        ws.read("nope.txt")
-    with pytest.raises(ToolError, match="no directory 'nope'"):
-        ws.read("nope/file.txt")
-    with pytest.raises(ToolError, match="is a directory"):
-        ws.read("dir")
-    with pytest.raises(ToolError, match="is a directory"):
-        ws.write("dir", "x")
-    with pytest.raises(ToolError, match="not a directory"):
-        ws.write("dir/file.txt/child", "x")
-    with pytest.raises(ToolError, match="not a directory"):
-        ws.list("dir/file.txt")
-    with pytest.raises(ToolError, match="workspace itself"):
-        ws.read(".")
+    op, path = call.split(" ")
+    with pytest.raises(ToolError, match=match):
+        getattr(ws, op)(*((path, "x") if op == "write" else (path,)))
 
 
 # --- size and encoding ---
