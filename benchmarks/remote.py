@@ -2,8 +2,8 @@
 
 Run from the project root::
 
-    python -m benchmarks.remote --sessions 20            # a table
-    python -m benchmarks.remote --sessions 50 --json     # one JSON object on stdout
+    python -m benchmarks.remote --sessions 20                 # a table
+    python -m benchmarks.remote --sessions 60 --rounds 3 --json   # one JSON object on stdout
 
 Both modes are :mod:`benchmarks.churn`'s ``shared`` mode, measured by its code (one
 :class:`~sidekick.browser.pool.BrowserPool`, the warm spare refilled between sessions, untimed):
@@ -12,8 +12,10 @@ local test page, **free** is ``SessionBrowser.aclose()``; then PSS per live sess
 contexts left. ``local`` launches Chromium here, as without ``SIDEKICK_BROWSER_ENDPOINTS``;
 ``remote`` sets it to a ``playwright run-server`` that this run starts on loopback
 (:mod:`tests.support.run_server`, running the same Chromium). On loopback the ratios show the cost
-of the extra hop through the server's Node process, not a network's. Both run in one process, one
-after the other, so they share the machine's load. **server processes left** counts the Chromium
+of the extra hop through the server's Node process, not a network's. Both run in one process, in
+``--rounds`` alternating rounds (local, remote, local, …; each a fresh pool doing its share of the
+sessions), so a machine whose load changes weighs on both alike; the figures are over all rounds
+(PSS: the mean of the rounds', leftovers: their sum). **server processes left** counts the Chromium
 processes still under the server once the remote pool closed (the server ends our Chromium when we
 disconnect). The exit code is 0 whatever the figures: this reports, it does not judge.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import sys
@@ -39,18 +42,35 @@ PAGE = "/"
 log = cli.logger("remote")
 
 
-async def run(sessions: int) -> dict[str, Any]:
-    """Both modes, local first; the report (the ``--json`` object)."""
+async def run(sessions: int, rounds: int) -> dict[str, Any]:
+    """Both modes in alternating rounds; the report (the ``--json`` object)."""
     settings = Settings()
-    results: dict[str, ModeResult] = {}
+    per_round = math.ceil(sessions / rounds)
+    parts: dict[str, list[ModeResult]] = {"local": [], "remote": []}
     with LocalSite() as site, run_server() as server:
-        for name, mode_settings in (("local", settings), ("remote", remote_settings(settings, server))):
-            log(f"{name}: {sessions} sessions…")
-            mode = SharedPool(mode_settings)
-            mode.name = name
-            results[name] = await run_mode(mode, sessions, site.url(PAGE))
+        modes = (("local", settings), ("remote", remote_settings(settings, server)))
+        for round_ in range(1, rounds + 1):
+            for name, mode_settings in modes:
+                log(f"round {round_}/{rounds}: {name}, {per_round} sessions…")
+                mode = SharedPool(mode_settings)
+                mode.name = name
+                parts[name].append(await run_mode(mode, per_round, site.url(PAGE)))
         server_left = len(await asyncio.to_thread(until_empty, server.browser_pids, 10.0))
-    return report(sessions, results, server_left)
+    results = {name: combined(name, runs) for name, runs in parts.items()}
+    return report(per_round * rounds, results, server_left)
+
+
+def combined(name: str, runs: list[ModeResult]) -> ModeResult:
+    """One mode's rounds as one result: every sample, the mean PSS, the leftovers summed."""
+    return ModeResult(
+        name,
+        ready_ms=[ms for r in runs for ms in r.ready_ms],
+        browse_ms=[ms for r in runs for ms in r.browse_ms],
+        free_ms=[ms for r in runs for ms in r.free_ms],
+        pss_mb_per_session=statistics.mean(r.pss_mb_per_session for r in runs),
+        processes_left=sum(r.processes_left for r in runs),
+        contexts_left=sum(r.contexts_left for r in runs),
+    )
 
 
 def report(sessions: int, results: dict[str, ModeResult], server_left: int) -> dict[str, Any]:
@@ -95,8 +115,9 @@ def table(data: dict[str, Any]) -> str:
 def parser() -> argparse.ArgumentParser:
     parser = cli.parser("remote", "Session churn on a Playwright browser server vs a local Chromium.")
     parser.add_argument("--sessions", type=cli.at_least(1), default=20, help="sessions to open and close per mode")
+    parser.add_argument("--rounds", type=cli.at_least(1), default=2, help="alternating rounds to split them in")
     return parser
 
 
 if __name__ == "__main__":
-    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.sessions)), table))
+    sys.exit(cli.main(parser(), lambda args: asyncio.run(run(args.sessions, args.rounds)), table))

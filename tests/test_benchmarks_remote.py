@@ -7,7 +7,7 @@ from tests.support.commands import run_json
 
 
 def test_remote_reports_both_modes_their_ratios_and_no_leaks() -> None:
-    data = run_json("benchmarks.remote", "--sessions", "2", timeout=240)
+    data = run_json("benchmarks.remote", "--sessions", "2", "--rounds", "2", timeout=240)
 
     assert set(data) == {
         "sessions", "modes", "ratios", "server_processes_left", "leaked_processes", "leaked_contexts", "targets"
