@@ -41,9 +41,7 @@ async def test_reset_of_a_session_without_a_browser_frees_nothing(registries: Ma
     await reg.aclose()
 
 
-async def test_end_is_idempotent_and_refuses_later_use(
-    registries: MakeRegistry, pool: BrowserPool, site: LocalSite
-) -> None:
+async def test_end_is_idempotent_and_refuses_later_use(registries: MakeRegistry, site: LocalSite) -> None:
     reg = registries()
     session = reg.get("s1")
     await session.open_url(site.url("/"))
