@@ -11,25 +11,18 @@ and password. The package is pinned and installed into ``.make/node`` by
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import secrets
 import shutil
-import signal
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import IO
 
-import psutil
-
-from tests.support.dashboard import REPO_ROOT, free_port, is_alive
+from tests.support.child import ChildServer
+from tests.support.commands import REPO_ROOT
 
 __all__ = ["ACCOUNTS", "ALICE", "BOB", "Account", "OidcProvider", "ensure_installed"]
 
@@ -63,12 +56,15 @@ def ensure_installed() -> None:
     subprocess.run([str(INSTALL)], check=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
-class OidcProvider:
+class OidcProvider(ChildServer):
     """``node provider.mjs`` on a free 127.0.0.1 port, with one client. States: new → running → stopped.
 
     The provider's output goes to ``workdir/oidc-provider.log``. :meth:`close` is idempotent and ends
     the provider, and anything it started, by PID.
     """
+
+    what = "The OIDC provider"
+    log_name = "oidc-provider.log"
 
     def __init__(
         self,
@@ -82,40 +78,20 @@ class OidcProvider:
     ) -> None:
         if not redirect_uris:
             raise ValueError("the client needs at least one redirect URI")
-        self.workdir = Path(workdir)
+        super().__init__(workdir, startup_timeout=startup_timeout)
         self.redirect_uris = list(redirect_uris)
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.accounts = tuple(accounts)
-        self.startup_timeout = startup_timeout
         self.state = State.NEW
-        self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def issuer(self) -> str:
-        assert self.port is not None, "the provider was not started"
-        return f"http://127.0.0.1:{self.port}"
+        return self.origin
 
     @property
     def metadata_url(self) -> str:
         return f"{self.issuer}/.well-known/openid-configuration"
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None, "the provider was not started"
-        return self._proc.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "oidc-provider.log"
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def streamlit_secrets(self, redirect_uri: str, cookie_secret: str | None = None) -> str:
         """The ``[auth]`` section of ``.streamlit/secrets.toml`` that signs a dashboard in through this
@@ -146,82 +122,29 @@ class OidcProvider:
         if node is None:
             raise RuntimeError("node not found: install Node.js 20 (apt-get install nodejs npm)")
         ensure_installed()
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.state = State.RUNNING
-        accounts = {a.id: {"password": a.password, "name": a.name, "email": a.email} for a in self.accounts}
+        accounts = json.dumps({a.id: {"password": a.password, "name": a.name, "email": a.email} for a in self.accounts})
+
+        def command(port: int) -> list[str]:
+            # --name=value: a random secret may begin with "-", which node's parseArgs would take
+            # for another option.
+            return [node, str(SCRIPT), f"--port={port}", f"--client-id={self.client_id}",
+                    f"--client-secret={self.client_secret}", f"--accounts={accounts}",
+                    *(f"--redirect-uri={uri}" for uri in self.redirect_uris)]  # fmt: skip
+
         try:
-            for attempt in range(1, attempts + 1):
-                self.port = free_port()
-                self._log = open(self.log_path, "ab")  # closed by close()
-                # --name=value: a random secret may begin with "-", which node's parseArgs would
-                # take for another option.
-                command = [node, str(SCRIPT), f"--port={self.port}", f"--client-id={self.client_id}",
-                           f"--client-secret={self.client_secret}", f"--accounts={json.dumps(accounts)}"]  # fmt: skip
-                for uri in self.redirect_uris:
-                    command += [f"--redirect-uri={uri}"]
-                self._proc = subprocess.Popen(
-                    command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-                )
-                try:
-                    self._wait_ready()
-                    return self
-                except _PortTaken:
-                    # Another process took the free port between our probe and the provider's bind.
-                    self._stop_process()
-                    if attempt == attempts:
-                        raise RuntimeError(f"No free port after {attempts} attempts.\n{self.output()}") from None
+            self._start(command, self._serves_discovery, attempts=attempts)
         except BaseException:
             self.close()
             raise
-        raise AssertionError("unreachable")
+        return self
 
-    def _wait_ready(self) -> None:
-        """Until the discovery document names our issuer."""
-        assert self._proc is not None
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                out = self.output()
-                if re.search(r"EADDRINUSE", out):
-                    raise _PortTaken
-                raise RuntimeError(f"The OIDC provider exited with code {self._proc.returncode} on start:\n{out}")
-            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                with opener.open(self.metadata_url, timeout=2) as reply:
-                    if json.loads(reply.read()).get("issuer") == self.issuer:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"The OIDC provider did not serve its discovery document within "
-                           f"{self.startup_timeout:g} s:\n{self.output()}")  # fmt: skip
-
-    def _stop_process(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it lingers; then kill any descendant it left behind."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            children: list[psutil.Process] = []
-            if proc.poll() is None:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    children = psutil.Process(proc.pid).children(recursive=True)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout)
-            for child in children:  # ours: they descend from the provider this harness started
-                if is_alive(child):
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        child.kill()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+    def _serves_discovery(self, opener: urllib.request.OpenerDirector) -> bool:
+        """The discovery document names our issuer."""
+        with opener.open(self.metadata_url, timeout=2) as reply:
+            return bool(json.loads(reply.read()).get("issuer") == self.issuer)
 
     def close(self) -> None:
-        """Stop the provider. Idempotent; a provider never started just becomes stopped."""
-        self._stop_process()
+        """Stop the provider and anything it left. Idempotent; a provider never started just becomes stopped."""
+        self._stop()
         self.state = State.STOPPED
-
-
-class _PortTaken(Exception):
-    pass
