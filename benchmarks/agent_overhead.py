@@ -144,11 +144,13 @@ class ScriptedModel:
 
 
 # -- running turns -------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Turn:
+    """One measured task, as it ended: its events and whatever went wrong with it."""
+
     tag: str
-    events: list[Event] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    events: list[Event]
+    problems: list[str]
 
     @property
     def seconds(self) -> float:
@@ -158,7 +160,6 @@ class Turn:
 
 async def run_turn(agent: Runner, tag: str, steps: int) -> Turn:
     """One task, start to ``Finished``; whatever went wrong is in ``problems``, never raised."""
-    turn = Turn(tag)
     try:
         handle = await agent.start(
             f"[bench {tag}] Open the test site and find the secret number.", CRITERIA, f"bench-{tag}"
@@ -168,25 +169,24 @@ async def run_turn(agent: Runner, tag: str, steps: int) -> Turn:
             # cheap, where a waiting thread per turn would fill the default executor.
             while not handle.done.is_set():
                 await asyncio.sleep(POLL)
-        turn.events = handle.drain()
+        events = handle.drain()
     except TimeoutError:
-        turn.problems.append(f"{tag}: did not finish within {RUN_TIMEOUT:g} s")
         await agent.cancel()
-        return turn
+        return Turn(tag, [], [f"{tag}: did not finish within {RUN_TIMEOUT:g} s"])
     except Exception as exc:
-        turn.problems.append(f"{tag}: {type(exc).__name__}: {exc}")
-        return turn
-    for event in turn.events:
+        return Turn(tag, [], [f"{tag}: {type(exc).__name__}: {exc}"])
+    problems: list[str] = []
+    for event in events:
         if isinstance(event, ErrorEvent):
-            turn.problems.append(f"{tag}: error event ({event.category}): {event.message}")
+            problems.append(f"{tag}: error event ({event.category}): {event.message}")
         elif isinstance(event, ToolResult) and not event.ok:
-            turn.problems.append(f"{tag}: {event.name} failed: {event.output[:200]}")
-    tools = sum(1 for e in turn.events if isinstance(e, ToolResult))
+            problems.append(f"{tag}: {event.name} failed: {event.output[:200]}")
+    tools = sum(1 for e in events if isinstance(e, ToolResult))
     if tools != steps:
-        turn.problems.append(f"{tag}: {tools} tool results, expected {steps}")
-    if not any(isinstance(e, FinalAnswer) and e.accepted for e in turn.events):
-        turn.problems.append(f"{tag}: no accepted answer")
-    return turn
+        problems.append(f"{tag}: {tools} tool results, expected {steps}")
+    if not any(isinstance(e, FinalAnswer) and e.accepted for e in events):
+        problems.append(f"{tag}: no accepted answer")
+    return Turn(tag, events, problems)
 
 
 @dataclass(frozen=True)
