@@ -130,7 +130,8 @@ async def test_an_allowed_tunnel_is_relayed_to_the_checked_address(proxied: Prox
 
 @dataclass
 class HeadRecorder:
-    """A server on 127.0.0.1 that keeps the head of each request and answers with a small page."""
+    """A server on 127.0.0.1 that keeps the head of each request and answers with a small page,
+    offering to keep the connection open (as a server that ignores ``Connection: close`` would)."""
 
     heads: list[bytes] = field(default_factory=list)
     server: asyncio.Server | None = None
@@ -141,8 +142,11 @@ class HeadRecorder:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.heads.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nhello"
+        )
         await writer.drain()
+        await reader.read()  # until the proxy closes its side
         writer.close()
 
     async def aclose(self) -> None:
@@ -155,11 +159,13 @@ async def test_a_plain_get_is_checked_rewritten_and_relayed(proxied: Proxied) ->
     recorder = HeadRecorder()
     port = await recorder.start()
     try:
-        code, _, reader, writer = await proxied.ask(
+        code, answer, reader, writer = await proxied.ask(
             f"GET http://public.test:{port}/page?q=1 HTTP/1.1\r\nHost: public.test:{port}\r\n"
             f"Proxy-Connection: keep-alive\r\nAccept: text/html\r\n{proxied.auth()}\r\n"
         )
-        assert code == 200 and await asyncio.wait_for(reader.read(), 5) == b"hello"
+        assert code == 200 and await asyncio.wait_for(reader.readexactly(5), 5) == b"hello"
+        # The client is told the connection ends here, whatever the site offered.
+        assert answer == b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
         writer.close()
     finally:
         await recorder.aclose()

@@ -9,8 +9,9 @@ anyone on the network could reach the listener, is sent here instead, with Basic
 - ``CONNECT host:port`` (HTTPS, WebSockets, anything tunnelled): ``200`` and a relay;
 - absolute-form requests (``GET http://host:port/path HTTP/1.1``), which is how Chromium sends plain
   ``http://`` loads to an HTTP proxy: the head is rewritten to origin form, ``Proxy-*`` headers and
-  hop-by-hop ``Connection`` headers are dropped, ``Connection: close`` is added (one request per
-  connection, so a later request on it cannot reach a host nobody checked), and the rest is relayed.
+  hop-by-hop ``Connection`` headers are dropped, ``Connection: close`` is added to the request and to
+  the site's answer (one request per connection, so a later request on it, perhaps for another host
+  with that host's cookies, cannot go down a connection checked for this one), and the rest is relayed.
 
 Either is checked exactly as the SOCKS listener checks (the same ``admit``, connecting only to the
 checked addresses: :class:`~sidekick.web.tunnel.TunnelServer`). Missing or wrong credentials get
@@ -109,7 +110,7 @@ class HttpProxy(TunnelServer):
         ]
         request_line = f"{method.decode('ascii', 'replace')} {path} {version.decode('ascii', 'replace')}"
         first = "\r\n".join([request_line, *kept, "Connection: close", "", ""])
-        return Target(*address, first_bytes=first.encode("latin-1"), owner=owner)
+        return Target(*address, first_bytes=first.encode("latin-1"), owner=owner, response_head=_closing)
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The username of valid Basic credentials among ``headers``, else None."""
@@ -139,6 +140,14 @@ class HttpProxy(TunnelServer):
         if not target.first_bytes:  # a tunnel; a plain request's answer comes from the site itself
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
+
+
+def _closing(head: bytes) -> bytes:
+    """The site's answer head, saying the connection closes after it: the client must not send its
+    next request (perhaps for another host, with that host's cookies) down this checked connection."""
+    line, *rest = head[:-4].split(b"\r\n")
+    kept = [text for text in rest if text.partition(b":")[0].strip().lower() not in _DROPPED]
+    return b"\r\n".join([line, *kept, b"Connection: close", b"", b""])
 
 
 def _header(line: bytes) -> tuple[bytes, bytes] | None:

@@ -43,6 +43,8 @@ class Target:
     """Sent upstream before relaying (a plain HTTP request's rewritten head)."""
     owner: str | None = None
     """The credentials it came with, so revoking them ends it too."""
+    response_head: Callable[[bytes], bytes] | None = None
+    """Rewrites the head of the upstream's answer (up to the first blank line) before the client sees it."""
 
 
 class TunnelServer:
@@ -159,7 +161,7 @@ class TunnelServer:
             await self._accepted(writer, target)
             if target.first_bytes:
                 upstream.write(target.first_bytes)
-            await _relay(reader, writer, up_reader, upstream)
+            await _relay(reader, writer, up_reader, upstream, target.response_head)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
             log.debug("Proxy connection ended: %s", type(error).__name__)
         except asyncio.CancelledError:
@@ -193,18 +195,23 @@ async def _relay(
     client: asyncio.StreamWriter,
     upstream_reader: asyncio.StreamReader,
     upstream: asyncio.StreamWriter,
+    response_head: Callable[[bytes], bytes] | None = None,
 ) -> None:
     """Copy bytes both ways until both sides finish; a reset on either side ends both."""
 
-    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def pipe(
+        source: asyncio.StreamReader, sink: asyncio.StreamWriter, head: Callable[[bytes], bytes] | None = None
+    ) -> None:
         try:
+            if head is not None:
+                sink.write(head(await source.readuntil(b"\r\n\r\n")))
             while data := await source.read(_CHUNK):
                 sink.write(data)
                 await sink.drain()
             if sink.can_write_eof():
                 sink.write_eof()
-        except OSError:
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             client.transport.abort()
             upstream.transport.abort()
 
-    await asyncio.gather(pipe(client_reader, upstream), pipe(upstream_reader, client))
+    await asyncio.gather(pipe(client_reader, upstream), pipe(upstream_reader, client, response_head))
