@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -281,29 +280,3 @@ async def test_auto_approve_runs_side_effects_without_pausing(rig: Rig, llm: Fak
     events = await rig.run("Save it")
     assert not of(events, ApprovalNeeded) and of(events, FinalAnswer)[0].text == "Saved."
     assert (rig.session.workspace / "auto.txt").read_text() == "yes"
-
-
-@pytest.mark.parametrize("rig", [{"vision": True}], indirect=True)
-async def test_vision_sends_only_the_latest_screenshot(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:
-    llm.worker(
-        Reply.tool_call("navigate", {"url": site.url("/")}),
-        Reply.tool_call("navigate", {"url": site.url("/about")}),
-        Reply.text("Done."),
-    )
-    llm.evaluator(verdict(True))
-    await rig.run("Look at two pages")
-
-    def images(request: dict[str, Any]) -> list[str]:
-        return [
-            part["image_url"]["url"]
-            for m in request["messages"]
-            if isinstance(m.get("content"), list)
-            for part in m["content"]
-            if part.get("type") == "image_url"
-        ]
-
-    worker_requests = [r for r in llm.requests if "response_format" not in r]
-    assert images(worker_requests[0]) == []  # nothing seen yet
-    assert [len(images(r)) for r in worker_requests[1:]] == [1, 1]  # one image, never an accumulation
-    assert images(worker_requests[1]) != images(worker_requests[2])
-    assert images(worker_requests[2])[0].startswith("data:image/png;base64,")

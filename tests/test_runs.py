@@ -1,4 +1,5 @@
-"""The runner across turns (regressions): what a run carries over from the thread's last run."""
+"""The runner across turns (regressions): what a run carries over from the thread's last run, and
+which screenshots a vision run shows the model."""
 
 from __future__ import annotations
 
@@ -59,6 +60,23 @@ async def test_vision_carries_the_screen_only_within_its_thread_and_never_past_a
     # (b) Reset closes the browser: the thread's next turn must not be shown the page it closed.
     await rig.session.release()
     assert images(await first_worker_request(rig, llm, "After the reset", thread="t1")) == []
+
+
+@pytest.mark.parametrize("rig", [{"vision": True}], indirect=True)
+async def test_vision_sends_only_the_latest_screenshot(rig: Rig, llm: FakeOpenAI, site: LocalSite) -> None:
+    llm.worker(
+        Reply.tool_call("navigate", {"url": site.url("/")}),
+        Reply.tool_call("navigate", {"url": site.url("/about")}),
+        Reply.text("Done."),
+    )
+    llm.evaluator(verdict(True))
+    await rig.run("Look at two pages")
+
+    worker_requests = [r for r in llm.requests if "response_format" not in r]
+    assert images(worker_requests[0]) == []  # nothing seen yet
+    assert [len(images(r)) for r in worker_requests[1:]] == [1, 1]  # one image, never an accumulation
+    assert images(worker_requests[1]) != images(worker_requests[2])
+    assert images(worker_requests[2])[0].startswith("data:image/png;base64,")
 
 
 def recorder_tasks() -> list[asyncio.Task[Any]]:

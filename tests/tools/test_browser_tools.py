@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -32,11 +33,8 @@ NAMES = {
 async def shared_pool(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserPool]:
     """One real Chromium for the module (launching one per test is most of the time); each test
     still gets its own context from it. Tests that kill Chromium use conftest's ``pool``."""
-    pool = BrowserPool(Settings(data_dir=tmp_path_factory.mktemp("browser-tools")))
-    try:
+    async with contextlib.aclosing(BrowserPool(Settings(data_dir=tmp_path_factory.mktemp("browser-tools")))) as pool:
         yield pool
-    finally:
-        await pool.aclose()
 
 
 @pytest.fixture
