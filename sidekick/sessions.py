@@ -221,6 +221,8 @@ class Session:
             return
         try:
             state = await browser.capture_state(self._state)
+            if state == self._state:
+                return  # nothing new since the last save (or the restore)
             await self._deps.store.save_browser_state(self.user, thread, state)
         except SidekickError as exc:  # crashed meanwhile, or the store is away: the last save stands
             log.info("Could not save the browser state of %s: %s", thread, exc)

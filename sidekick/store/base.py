@@ -7,7 +7,7 @@ Every method of a closed or never-opened store raises :class:`~sidekick.errors.S
 Besides conversations, a store keeps each conversation's browser state
 (:class:`~sidekick.browser.state.BrowserState`: cookies, local storage, the page's URL) per owner, so
 the conversation's browser comes back signed in after idle, a crash, a restart or on another server.
-It goes with its conversation (``delete``, ``prune``); states of conversations that never got a turn
+It goes with its conversation (``delete``, ``prune``); states of conversations that never had a turn
 are pruned by the time they were saved.
 """
 
@@ -190,8 +190,9 @@ class BaseStore(abc.ABC):
         return transcript(found.checkpoint.get("channel_values", {}).get("messages", []))
 
     async def prune(self, keep_days: float, now: float | None = None) -> builtins.list[str]:
-        """Delete conversations not updated for ``keep_days`` (and browser states not saved for as
-        long); returns the conversations' ids."""
+        """Delete conversations not updated for ``keep_days`` (with everything of theirs, see
+        ``delete``) and browser states of no conversation not saved for as long; returns the
+        conversations' ids."""
         cutoff = (time.time() if now is None else now) - keep_days * 86_400
         old = await self._idle_since(cutoff)
         for thread_id in old:
@@ -223,7 +224,8 @@ class BaseStore(abc.ABC):
 
     @abc.abstractmethod
     async def _prune_browser_states(self, cutoff: float) -> None:
-        """Delete browser states saved before ``cutoff`` (seconds since the epoch)."""
+        """Delete browser states saved before ``cutoff`` (seconds since the epoch) whose conversation
+        does not exist (it never had a turn): the others go with their conversation."""
 
     # -- the run record --------------------------------------------------------------------------
     @abc.abstractmethod

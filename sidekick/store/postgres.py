@@ -402,7 +402,11 @@ class PostgresStore(BaseStore):
         await self._run("DELETE FROM sidekick_browser_states WHERE owner = %s AND thread_id = %s", (owner, thread_id))
 
     async def _prune_browser_states(self, cutoff: float) -> None:
-        await self._run("DELETE FROM sidekick_browser_states WHERE saved < %s", (cutoff,))
+        await self._run(
+            "DELETE FROM sidekick_browser_states s WHERE saved < %s "
+            "AND NOT EXISTS (SELECT 1 FROM sidekick_conversations c WHERE c.thread_id = s.thread_id)",
+            (cutoff,),
+        )
 
 
 async def _close_pool(pool: AsyncConnectionPool[Connection]) -> None:

@@ -257,7 +257,10 @@ class SqliteStore(BaseStore):
         await self._change("DELETE FROM browser_states WHERE owner = ? AND thread_id = ?", (owner, thread_id))
 
     async def _prune_browser_states(self, cutoff: float) -> None:
-        await self._change("DELETE FROM browser_states WHERE saved < ?", (cutoff,))
+        await self._change(
+            "DELETE FROM browser_states WHERE saved < ? AND thread_id NOT IN (SELECT thread_id FROM conversations)",
+            (cutoff,),
+        )
 
     async def _change(self, statement: str, params: Sequence[Any]) -> None:
         saver = self._saver()
