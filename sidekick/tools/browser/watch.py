@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from playwright.async_api import Download, Frame, Page, Request
@@ -47,29 +48,31 @@ class Watch:
         self._signals = sb.signals(page)
 
     def __enter__(self) -> Watch:
-        if self._signals is not None:
-            cdp, _ = self._signals
-            cdp.on("Page.windowOpen", self._on_window_open)
-            cdp.on("Page.frameRequestedNavigation", self._on_requested)
-        self._page.on("request", self._on_request)
-        self._page.on("requestfinished", self._on_done)
-        self._page.on("requestfailed", self._on_done)
-        self._page.on("framenavigated", self._on_navigated)
-        self._page.on("download", self._on_download)
-        self._context.on("page", self._on_page)
+        for source, event, handler in self._listeners():
+            source.on(event, handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for source, event, handler in self._listeners():
+            source.remove_listener(event, handler)
+
+    def _listeners(self) -> list[tuple[Any, str, Callable[[Any], None]]]:
+        """(what emits it, the event, our handler) for everything the watch listens to."""
+        listeners: list[tuple[Any, str, Callable[[Any], None]]] = [
+            (self._page, "request", self._on_request),
+            (self._page, "requestfinished", self._on_done),
+            (self._page, "requestfailed", self._on_done),
+            (self._page, "framenavigated", self._on_navigated),
+            (self._page, "download", self._on_download),
+            (self._context, "page", self._on_page),
+        ]
         if self._signals is not None:
             cdp, _ = self._signals
-            cdp.remove_listener("Page.windowOpen", self._on_window_open)
-            cdp.remove_listener("Page.frameRequestedNavigation", self._on_requested)
-        self._page.remove_listener("request", self._on_request)
-        self._page.remove_listener("requestfinished", self._on_done)
-        self._page.remove_listener("requestfailed", self._on_done)
-        self._page.remove_listener("framenavigated", self._on_navigated)
-        self._page.remove_listener("download", self._on_download)
-        self._context.remove_listener("page", self._on_page)
+            listeners += [
+                (cdp, "Page.windowOpen", self._on_window_open),
+                (cdp, "Page.frameRequestedNavigation", self._on_requested),
+            ]
+        return listeners
 
     @property
     def navigated(self) -> bool:
