@@ -14,19 +14,65 @@ and which element contains which: that is what text targeting ranks and what an 
 
 A ref resolves (``page.locator("aria-ref=e15")``) against the latest snapshot Playwright took in
 that element's frame, and ref numbers start again in every new document, so a ref is only
-meaningful with the page and the document it was read from: :class:`Snapshot` records both.
+meaningful with the page and the document it was read from: :class:`Snapshot` records both, and
+the model reply whose tool calls took it (:meth:`Snapshot.read_in` says which snapshot the refs
+written in a reply come from: the model wrote them before it read anything its own calls returned).
+
+Playwright shows state only where the page declares it in ARIA, and never a collapsed state
+(``aria-expanded="false"`` renders nothing). A file tree built of ``<li>``/``<span>`` (jQuery
+treeview, MiniWoB's navigate-tree) then shows folders and files alike. :data:`STATES_JS` reads, in
+the page, what a person sees instead: a list item whose nested list is hidden is
+``[expanded=false]`` (a closed folder or submenu), one whose nested list shows in a tree is
+``[expanded]``; ``aria-expanded="false"`` and a closed ``<details>`` are ``[expanded=false]``.
+:func:`with_states` puts those states on the lines of a snapshot taken with boxes
+(``aria_snapshot(boxes=True)``), matching each element by its box, and drops the boxes.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 _REF = re.compile(r"\[ref=([A-Za-z0-9]+)\]")
 _KEY = re.compile(r'^(?P<role>[a-z][\w-]*)(?: "(?P<name>(?:[^"\\]|\\.)*)")?(?P<attrs>(?: \[[^\]]*\])*)$')
 _ATTR = re.compile(r"\[([^\]=]+)(?:=([^\]]*))?\]")
 # What a model may write for a ref: "e15", "f1e3", "ref=e15", "[ref=e15]".
 _REF_ARG = re.compile(r"^\[?(?:ref=)?(f\d+e\d+|e\d+)\]?$")
+_BOX = re.compile(r" \[box=(-?\d+),(-?\d+),(-?\d+),(-?\d+)\]")
+_LINE_ROLE = re.compile(r"^\s*- '?([a-z][\w-]*)")
+
+# [x, y, width, height, role, state] of each element of the main frame whose state the page shows
+# only in its DOM. Boxes are rounded as Playwright rounds them for [box=...].
+STATES_JS = """() => {
+  const found = [];
+  const add = (el, role, state) => {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0)
+      found.push([Math.round(r.x), Math.round(r.y), Math.round(r.width), Math.round(r.height), role, state]);
+  };
+  const shows = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  for (const el of document.querySelectorAll('[aria-expanded="false"]'))
+    add(el, el.getAttribute('role') || '', 'expanded=false');
+  for (const el of document.querySelectorAll('details:not([open])')) add(el, 'group', 'expanded=false');
+  const trees = new Map();
+  const isTree = list => {
+    if (!trees.has(list)) trees.set(list, list.matches('[role=tree], [class*=tree]')
+      || Array.from(list.querySelectorAll('li > ul, li > ol')).some(sub => !shows(sub)));
+    return trees.get(list);
+  };
+  for (const li of document.querySelectorAll('li:not([aria-expanded])')) {
+    const sub = Array.from(li.children).find(c => c.matches('ul, ol, [role=group]'));
+    if (!sub || !shows(li)) continue;
+    let root = li.parentElement;  // the outermost list of the tree
+    for (let up = root?.parentElement?.closest('li'); up; up = up.parentElement?.closest('li')) root = up.parentElement;
+    const role = li.getAttribute('role') || 'listitem';
+    if (!shows(sub)) add(li, role, 'expanded=false');
+    else if (root && isTree(root)) add(li, role, 'expanded');
+  }
+  return found;
+}"""
 
 
 @dataclass
@@ -70,9 +116,25 @@ class Snapshot:
     nodes: dict[str, Node]
     page_id: int  # id() of the Page it was taken on
     document: int  # that page's document number when it was taken (see SessionBrowser.document)
+    reply: Hashable = None  # the model reply whose tool call took it (None: not known)
+    before: Snapshot | None = None  # the latest snapshot taken in an earlier reply than ``reply``
+
+    def read_in(self, reply: Hashable) -> Snapshot | None:
+        """The snapshot that refs written in ``reply`` come from, if this is the latest snapshot:
+        this one if it was taken in an earlier reply (the model has read it), else the one the model
+        had read when ``reply`` began. Without a known reply, every call counts as its own."""
+        if reply is None or reply != self.reply:
+            return self
+        return self.before
+
+    def follow(self, previous: Snapshot | None) -> Snapshot:
+        """This snapshot, taken after ``previous``, knowing what the model had read before its reply."""
+        before = previous.read_in(self.reply) if previous is not None else None
+        self.before = replace(before, before=None) if before is not None else None  # one link, not a chain
+        return self
 
     @classmethod
-    def parse(cls, text: str, page_id: int, document: int) -> Snapshot:
+    def parse(cls, text: str, page_id: int, document: int, reply: Hashable = None) -> Snapshot:
         nodes: dict[str, Node] = {}
         stack: list[tuple[int, Node | None]] = []  # (indent, node) of the open ancestors
         for raw in text.splitlines():
@@ -116,7 +178,7 @@ class Snapshot:
             if value:
                 _add_text(parent, stack, value, own=False)
             stack.append((indent, node))
-        return cls(text=text, nodes=nodes, page_id=page_id, document=document)
+        return cls(text=text, nodes=nodes, page_id=page_id, document=document, reply=reply)
 
     def ancestors(self, ref: str) -> set[str]:
         seen: set[str] = set()
@@ -149,6 +211,34 @@ class Snapshot:
             )
         note = f"(Snapshot {'; '.join(notes)}.)" if notes else ""
         return "\n".join(shown), note
+
+
+def with_states(text: str, states: Sequence[Sequence[Any]]) -> str:
+    """``text``, a snapshot taken with boxes, without them, and with each of ``states`` (from
+    :data:`STATES_JS`) on the line of the element with its box: the first line of its role there,
+    else the first line there; a state the line already shows is not repeated."""
+    by_box: dict[tuple[int, ...], list[tuple[str, str]]] = {}
+    for x, y, w, h, role, state in states:
+        by_box.setdefault((int(x), int(y), int(w), int(h)), []).append((str(role), str(state)))
+    lines = text.splitlines()
+    at_box: dict[tuple[int, ...], list[int]] = {}
+    for i, raw in enumerate(lines):
+        match = _BOX.search(raw)
+        if match is not None:
+            box = tuple(int(v) for v in match.groups())
+            if box in by_box:
+                at_box.setdefault(box, []).append(i)
+            lines[i] = raw[: match.start()] + raw[match.end() :]
+    for box, wanted in by_box.items():
+        for role, state in wanted:
+            spots = at_box.get(box, [])
+            same_role = [i for i in spots if (m := _LINE_ROLE.match(lines[i])) is not None and m.group(1) == role]
+            for i in (same_role or spots)[:1]:
+                kind = state.split("=")[0]
+                if f"[{kind}]" in lines[i] or f"[{kind}=" in lines[i] or "[ref=" not in lines[i]:
+                    continue
+                lines[i] = lines[i].replace(" [ref=", f" [{state}] [ref=", 1)
+    return "\n".join(lines)
 
 
 def normalize_ref(value: str) -> str | None:

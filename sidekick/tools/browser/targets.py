@@ -1,19 +1,21 @@
 """Finding the element an action means: a ref from the latest snapshot, or visible text or CSS.
 
-A ref is checked against the snapshot it came from: the same page, the same document, listed in the
-latest snapshot, and still attached; otherwise the model is told to take a new snapshot (a ref is
-never guessed into another element). Text is ranked on the latest snapshot first, because it knows
-what is actionable: an exact match on an actionable element (a link, a button, a form control,
-anything the page styled with a pointer cursor), then a CSS selector, then a partial match on an
-actionable element, then any visible text in the page (which still reaches a plain ``<span>`` with
-a click handler that the snapshot leaves out). Several equally good matches are an error that lists
+A ref is checked against the snapshot it came from, the latest one the model had read when it wrote
+the call (not one its own earlier calls in the same reply took): the same page, the same document,
+listed in that snapshot, and still attached; otherwise the model is told to take a new snapshot (a
+ref is never guessed into another element, not even after an earlier call of the reply navigated).
+Text is ranked on the latest snapshot first, because it knows what is actionable: an exact match
+on an actionable element (a link, a button, a form control, anything the page styled with a pointer
+cursor), then a CSS selector, then a partial match on an actionable element, then any visible text
+in the page (which still reaches a plain ``<span>`` with a click handler that the snapshot leaves
+out). Several equally good matches are an error that lists
 them with their refs, never a guess.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,18 +87,30 @@ def describe_node(node: Node) -> str:
     return line(node.describe())
 
 
-async def by_ref(sb: SessionBrowser, raw: str, call: Call) -> Found:
+async def by_ref(sb: SessionBrowser, raw: str, call: Call, reply: Hashable = None) -> Found:
+    """The element ``raw`` names in the snapshot the model read before ``reply`` (its own calls'
+    results it has not read yet), if that snapshot is of the current page and document."""
     ref = normalize_ref(raw)
     if ref is None:
         raise ToolError(f"{quote(raw)} is not a ref: refs look like 'e15' or 'f1e3', as in [ref=e15] in a snapshot.")
     page = sb.page
-    snap = sb.snapshot
+    latest = sb.snapshot
+    snap = latest.read_in(reply) if latest is not None else None
     if snap is None:
-        raise ToolError(f"There is no snapshot of this page yet, so ref {ref} means nothing: call snapshot first.")
-    if snap.page_id != id(page) or snap.document != sb.document(page):
         raise ToolError(
-            f"Ref {ref} is from a snapshot of an earlier page (the tab has navigated or another tab is "
-            "current since): call snapshot for this page's refs."
+            f"Ref {ref} is from no snapshot you had read: there was none of this page before this reply. "
+            "Read the snapshot the last result returned (or call snapshot), then use its refs in your next reply."
+        )
+    if snap.page_id != id(page) or snap.document != sb.document(page):
+        since = (
+            " (an earlier tool call of this same reply did that)"
+            if latest is not None and latest is not snap and latest.reply == reply
+            else ""
+        )
+        raise ToolError(
+            f"Ref {ref} is from a snapshot of an earlier page: the tab has navigated, or another tab is current, "
+            f"since you read it{since}. Refs hold only on the page they were read from, so nothing was done: "
+            "take a new snapshot (or read the one the last action returned) and use its refs."
         )
     node = snap.nodes.get(ref)
     if node is None:
@@ -116,13 +130,16 @@ async def by_ref(sb: SessionBrowser, raw: str, call: Call) -> Found:
     return Found(locator, describe_node(node), node)
 
 
-async def find(sb: SessionBrowser, ref: str, target: str, kind: Kind, call: Call, snapshot: TakeSnapshot) -> Found:
-    """The one element ``ref`` or ``target`` names, or a ToolError saying why there is none."""
+async def find(
+    sb: SessionBrowser, ref: str, target: str, kind: Kind, call: Call, snapshot: TakeSnapshot, reply: Hashable = None
+) -> Found:
+    """The one element ``ref`` or ``target`` names, or a ToolError saying why there is none
+    (``reply``: the model reply the call is part of; see :func:`by_ref`)."""
     ref, target = ref.strip(), _unquote(target.strip())
     if ref:
-        return await by_ref(sb, ref, call)
+        return await by_ref(sb, ref, call, reply)
     if normalize_ref(target) is not None:
-        return await by_ref(sb, target, call)
+        return await by_ref(sb, target, call, reply)
     if not target:
         raise ToolError(
             "Name the element: ref from the latest snapshot (e.g. 'e15'), or its visible text or a CSS selector."

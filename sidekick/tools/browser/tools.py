@@ -6,16 +6,17 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.config import get_config
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page
+from playwright.async_api import Locator, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from sidekick.browser.context import DialogOpenError, SessionBrowser
-from sidekick.browser.snapshot import Snapshot
+from sidekick.browser.snapshot import STATES_JS, Snapshot, with_states
 from sidekick.config import Settings
 from sidekick.errors import BrowserError, BrowserTimeoutError, NavigationError, SessionClosedError, ToolError
 from sidekick.events import Screenshot
@@ -144,8 +145,16 @@ def build(ctx: ToolContext) -> list[BaseTool]:
     async def take(sb: SessionBrowser) -> Snapshot:
         page = sb.page
         document = sb.document(page)
-        text = await call(sb, lambda p: p.aria_snapshot(mode="ai", timeout=inner_ms), "Reading the page's elements")
-        snap = Snapshot.parse(str(text), id(page), document)
+        # The states the page shows only in its DOM (a closed folder of a tree) first: with none,
+        # the snapshot needs no boxes to put them on.
+        states = await call(sb, lambda p: p.evaluate(STATES_JS), "Reading the page's elements")
+        text = await call(
+            sb,
+            lambda p: p.aria_snapshot(mode="ai", boxes=bool(states) or None, timeout=inner_ms),
+            "Reading the page's elements",
+        )
+        text = with_states(str(text), states) if states else str(text)
+        snap = Snapshot.parse(text, id(page), document, current_reply()).follow(sb.snapshot)
         sb.snapshot = snap
         return snap
 
@@ -158,7 +167,7 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         return f"{block}\n{cut}" if cut else block
 
     async def find(sb: SessionBrowser, ref: str, target: str, kind: Kind = "any") -> Found:
-        return await targets.find(sb, ref, target, kind, caller(sb), lambda: take(sb))
+        return await targets.find(sb, ref, target, kind, caller(sb), lambda: take(sb), current_reply())
 
     async def where_it_led(sb: SessionBrowser, before: Page, watch: Watch) -> str:
         page = sb.page
@@ -342,33 +351,38 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
         return await run(f"Selecting in {_named(ref, target)}", act)
 
-    async def set_checked(checked: bool = True, ref: str = "", target: str = "") -> str:
-        async def act(sb: SessionBrowser) -> ActionOutcome:
-            found = await find(sb, ref, target, "check")
-            loc = found.locator
-            return await perform(
-                sb,
-                found,
-                f"{'Checked' if checked else 'Unchecked'} {found.label}.",
-                f"Setting {found.label}",
-                lambda: loc.set_checked(checked, timeout=ACT_MS),
-            ), None
+    async def on_element(
+        sb: SessionBrowser,
+        ref: str,
+        target: str,
+        kind: Kind,
+        phrase: Callable[[str], tuple[str, str]],
+        fn: Callable[[Locator], Awaitable[Any]],
+    ) -> ActionOutcome:
+        """Act with ``fn`` on the element ``ref`` or ``target`` names; ``phrase(its label)`` is
+        (what the result says was done, what a failure says was being done)."""
+        found = await find(sb, ref, target, kind)
+        done, what = phrase(found.label)
+        return await perform(sb, found, done, what, lambda: fn(found.locator)), None
 
-        return await run(f"Setting {_named(ref, target)}", act)
+    async def set_checked(checked: bool = True, ref: str = "", target: str = "") -> str:
+        verb = "Checked" if checked else "Unchecked"
+        return await run(
+            f"Setting {_named(ref, target)}",
+            lambda sb: on_element(
+                sb, ref, target, "check", lambda el: (f"{verb} {el}.", f"Setting {el}"),
+                lambda loc: loc.set_checked(checked, timeout=ACT_MS),
+            ),
+        )
 
     async def hover(ref: str = "", target: str = "") -> str:
-        async def act(sb: SessionBrowser) -> ActionOutcome:
-            found = await find(sb, ref, target)
-            loc = found.locator
-            return await perform(
-                sb,
-                found,
-                f"Hovered over {found.label}.",
-                f"Hovering over {found.label}",
-                lambda: loc.hover(timeout=ACT_MS),
-            ), None
-
-        return await run(f"Hovering over {_named(ref, target)}", act)
+        return await run(
+            f"Hovering over {_named(ref, target)}",
+            lambda sb: on_element(
+                sb, ref, target, "any", lambda el: (f"Hovered over {el}.", f"Hovering over {el}"),
+                lambda loc: loc.hover(timeout=ACT_MS),
+            ),
+        )
 
     async def press_key(key: str, ref: str = "", target: str = "") -> str:
         key = key.strip()
@@ -378,15 +392,10 @@ def build(ctx: ToolContext) -> list[BaseTool]:
 
         async def act(sb: SessionBrowser) -> ActionOutcome:
             if ref.strip() or target.strip():
-                found = await find(sb, ref, target)
-                loc = found.locator
-                return await perform(
-                    sb,
-                    found,
-                    f"Pressed {label} on {found.label}.",
-                    f"Pressing {label}",
-                    lambda: loc.press(key, timeout=ACT_MS),
-                ), None
+                return await on_element(
+                    sb, ref, target, "any", lambda el: (f"Pressed {label} on {el}.", f"Pressing {label}"),
+                    lambda loc: loc.press(key, timeout=ACT_MS),
+                )
             page = sb.page
             return await perform(
                 sb,
@@ -534,7 +543,8 @@ def build(ctx: ToolContext) -> list[BaseTool]:
             (
                 "The current page as an accessibility snapshot: one line per element, such as "
                 "'- button \"Next\" [ref=e15]' or '- checkbox \"Remember me\" [checked] [ref=e7]', with state "
-                "(checked, expanded, selected, disabled) and the refs the other tools act on. Actions already "
+                "(checked, selected, disabled, expanded; expanded=false for a closed folder, menu or section) and "
+                "the refs the other tools act on (a ref holds only on the page it was read from). Actions already "
                 f"return a fresh one; call this when a ref is stale or for the rest of a long page (from_line). "
                 f"Up to {SNAPSHOT_CHARS} characters."
             ),
@@ -618,6 +628,20 @@ _ANSWER = "The page waits for an answer: call handle_dialog (accept=true or fals
 
 def _tool(fn: Callable[..., Awaitable[str]], description: str) -> StructuredTool:
     return StructuredTool.from_function(coroutine=fn, name=fn.__name__, description=description)
+
+
+def current_reply() -> Hashable:
+    """Which model reply the running tool call belongs to: the graph's tools step that runs that
+    reply's calls (its thread, task and step), or None outside a graph (every call its own reply)."""
+    try:
+        config = get_config()
+    except RuntimeError:
+        return None
+    meta = config.get("metadata") or {}
+    if meta.get("langgraph_step") is None:
+        return None
+    thread = (config.get("configurable") or {}).get("thread_id")
+    return (str(thread), str(meta.get("langgraph_checkpoint_ns")), int(meta["langgraph_step"]))
 
 
 def _named(ref: str, target: str) -> str:
