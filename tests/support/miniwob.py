@@ -54,8 +54,9 @@ TASKS: dict[str, int] = {
     "click-dialog-2": 1,
     "click-collapsible": 2,
     "search-engine": 4,  # 3 when the result is on the first page
+    "navigate-tree": 8,  # the folders opened to find the name, then 1 (at most 8 items): see tree_clicks
 }
-SMOKE = ("click-button", "login-user", "choose-list", "click-checkboxes")
+SMOKE = ("click-button", "login-user", "choose-list", "click-checkboxes", "navigate-tree")
 TASK_MESSAGE = "Open {url} — a web task page. Click START, then do exactly what the page asks."
 DONE = "Done: the task on the page is complete."
 _REWARD_JS = "typeof WOB_RAW_REWARD_GLOBAL === 'number' ? WOB_RAW_REWARD_GLOBAL : 0"
@@ -133,6 +134,7 @@ class View:
     instruction: str
     snap: Snapshot
     done: list[Action]
+    decided_on: Snapshot | None = None  # the snapshot the last action was chosen on
 
     def nodes(self, role: str) -> list[Node]:
         return [n for n in self.snap.nodes.values() if n.role == role]
@@ -245,7 +247,28 @@ def _plan(view: View) -> Action | None:
     m = re.search(r'enter "(.+)" and press "Search", then find and click the (\w+) search result', text)
     if m:
         return _search(view, m.group(1), _ORDINALS.get(m.group(2), 0))
+    m = re.search(r'Find and click on the folder or file named "(.+)"', text)
+    if m:
+        return _tree(view, m.group(1))
     return None
+
+
+def _tree(view: View, name: str) -> Action | None:
+    """A person reads the names the tree shows and clicks the one asked for; while it is not shown,
+    opens the shallowest closed folder (``[expanded=false]`` in the snapshot), top to bottom."""
+    if view.done and view.decided_on is not None:
+        last = view.decided_on.nodes.get(str(view.done[-1][1].get("ref", "")))
+        if last is not None and last.own_text == name:
+            return None  # that was the click on it
+    items = {n.ref for n in view.nodes("listitem")}
+    label = next((n for n in view.snap.nodes.values() if n.parent in items and n.own_text == name), None)
+    if label is not None:
+        return _click(label)
+    closed = [n for n in view.nodes("listitem") if "expanded=false" in n.states]
+    if not closed:
+        return None
+    folder = min(closed, key=lambda n: n.depth)  # the first of the shallowest, in page order
+    return _click(next((n for n in view.snap.nodes.values() if n.parent == folder.ref and n.own_text), folder))
 
 
 def _search(view: View, query: str, index: int) -> Action | None:
@@ -359,7 +382,8 @@ class Planner:
                 return Reply.text("I could not find the START button.")
             return Reply.tool_call("click", {"ref": start.ref})
         instruction = instruction_of(Snapshot.parse(snapshot_in(results[1]), 0, 0))
-        view = View(instruction, snap, calls[2:])
+        decided_on = Snapshot.parse(snapshot_in(results[-2]), 0, 0) if len(results) > 2 else None
+        view = View(instruction, snap, calls[2:], decided_on)
         action = _plan(view)
         if action is None:
             if not view.done:
@@ -368,15 +392,41 @@ class Planner:
         return Reply.tool_call(*action)
 
 
-def person_clicks(task: str, instruction: str) -> int:
-    """What a person clicks (or types into) after START for this episode's instruction."""
+def person_clicks(task: str, instruction: str, tree: Tree | None = None) -> int:
+    """What a person clicks (or types into) after START for this episode's instruction (and, for
+    navigate-tree, the page's tree: see :func:`tree_clicks`)."""
     if task == "click-checkboxes":
         named = re.search(r"Select (.+) and click Submit", instruction)
         return 1 + (0 if not named or named.group(1) == "nothing" else len(_items(named.group(1))))
     if task == "search-engine":
         nth = re.search(r"click the (\w+) search result", instruction)
         return 3 + (1 if nth and _ORDINALS.get(nth.group(1), 0) >= 3 else 0)
+    named = re.search(r'named "(.+)"', instruction)
+    if task == "navigate-tree" and tree is not None and named:
+        return tree_clicks(tree, named.group(1))
     return TASKS.get(task, 0)
+
+
+Tree = list[tuple[str, "Tree | None"]]
+"""navigate-tree's tree as the page holds it: (name, the folder's items, or None for a file)."""
+_TREE_JS = """() => { const walk = ul => Array.from(ul.children, li => {
+  const sub = li.querySelector(':scope > ul');
+  return [li.querySelector(':scope > span')?.textContent || '', sub ? walk(sub) : null]; });
+  const tree = document.getElementById('tree'); return tree ? walk(tree) : []; }"""
+
+
+def tree_clicks(tree: Tree, name: str) -> int:
+    """A person who cannot see inside closed folders: reads the names shown, and until ``name`` is
+    among them opens the shallowest closed folder, top to bottom; then clicks it."""
+    shown = [item for item, _ in tree]
+    closed = [items for _, items in tree if items is not None]
+    opened = 0
+    while name not in shown and closed:
+        items = closed.pop(0)
+        opened += 1
+        shown += [item for item, _ in items]
+        closed += [sub for _, sub in items if sub is not None]
+    return opened + 1
 
 
 @dataclass
@@ -403,8 +453,13 @@ async def run_task(rig: Rig, site: MiniWobSite, task: str, thread: str, timeout:
     tools = [e for e in events if isinstance(e, ToolResult)]
     sb = await rig.session.browser()
     reward = await sb.call(lambda p: p.evaluate(_REWARD_JS), timeout=5, what="Reading the reward")
+    # The harness (not the planner) reads the tree, to count what a person would click.
+    tree = None
+    if task == "navigate-tree":
+        tree = await sb.call(lambda p: p.evaluate(_TREE_JS), timeout=5, what="Reading the tree")
     problem = "; ".join(t.output[:200] for t in tools if not t.ok)
     instruction = instruction_of(Snapshot.parse(snapshot_in(tools[1].output), 0, 0)) if len(tools) > 1 else ""
     if finished and finished[-1].seconds:
         seconds = finished[-1].seconds
-    return Episode(task, float(reward), max(0, len(tools) - 2), seconds, problem, person_clicks(task, instruction))
+    person = person_clicks(task, instruction, tree)
+    return Episode(task, float(reward), max(0, len(tools) - 2), seconds, problem, person)
