@@ -9,7 +9,9 @@ Both modes are :mod:`benchmarks.churn`'s ``shared`` mode, measured by its code (
 :class:`~sidekick.browser.pool.BrowserPool`, the warm spare refilled between sessions, untimed):
 **ready** is ``pool.new_session_browser()``, **navigate + screenshot** is ``SessionBrowser.goto`` of a
 local test page, **free** is ``SessionBrowser.aclose()``; then PSS per live session, processes and
-contexts left. ``local`` launches Chromium here, as without ``SIDEKICK_BROWSER_ENDPOINTS``;
+contexts left. **Ready without a spare** is ``new_session_browser()`` on a pool with no warm spare:
+a context and page opened on demand, as for a session restored from its saved state or moved off a
+lost endpoint (those never take the spare). ``local`` launches Chromium here, as without ``SIDEKICK_BROWSER_ENDPOINTS``;
 ``remote`` sets it to a ``playwright run-server`` that this run starts on loopback
 (:mod:`tests.support.run_server`, running the same Chromium). On loopback the ratios show the cost
 of the extra hop through the server's Node process, not a network's. Both run in one process, in
@@ -31,8 +33,9 @@ import sys
 from typing import Any
 
 from benchmarks import cli
-from benchmarks.churn import ROWS, ModeResult, SharedPool, run_mode
-from benchmarks.cli import ratio
+from benchmarks.churn import ROWS, ModeResult, SharedPool, run_mode, timed
+from benchmarks.cli import ratio, sig
+from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
 from tests.support.fakes.site import LocalSite
 from tests.support.run_server import remote_settings, run_server
@@ -40,6 +43,7 @@ from tests.support.waiting import until_empty
 
 PAGE = "/"
 log = cli.logger("remote")
+LABELS = (*ROWS[:2], ("cold_ready_ms_median", "session ready without a spare, median (ms)"), *ROWS[2:])
 
 
 async def run(sessions: int, rounds: int) -> dict[str, Any]:
@@ -47,6 +51,7 @@ async def run(sessions: int, rounds: int) -> dict[str, Any]:
     settings = Settings()
     per_round = math.ceil(sessions / rounds)
     parts: dict[str, list[ModeResult]] = {"local": [], "remote": []}
+    cold: dict[str, list[float]] = {"local": [], "remote": []}
     with LocalSite() as site, run_server() as server:
         modes = (("local", settings), ("remote", remote_settings(settings, server)))
         for round_ in range(1, rounds + 1):
@@ -55,9 +60,26 @@ async def run(sessions: int, rounds: int) -> dict[str, Any]:
                 mode = SharedPool(mode_settings)
                 mode.name = name
                 parts[name].append(await run_mode(mode, per_round, site.url(PAGE)))
+                cold[name] += await cold_opens(mode_settings, per_round)
         server_left = len(await asyncio.to_thread(until_empty, server.browser_pids, 10.0))
     results = {name: combined(name, runs) for name, runs in parts.items()}
-    return report(per_round * rounds, results, server_left)
+    return report(per_round * rounds, results, cold, server_left)
+
+
+async def cold_opens(settings: Settings, sessions: int) -> list[float]:
+    """ms of ``new_session_browser()`` with no spare (a context and page opened on demand, as for a
+    session restored from its saved state or moved off a lost endpoint); the browser is up first."""
+    pool = BrowserPool(settings, warm_spare=False)
+    samples: list[float] = []
+    try:
+        await (await pool.new_session_browser()).aclose()  # launched or connected, not timed
+        for _ in range(sessions):
+            session, ms = await timed(pool.new_session_browser())
+            samples.append(ms)
+            await session.aclose()
+    finally:
+        await pool.aclose()
+    return samples
 
 
 def combined(name: str, runs: list[ModeResult]) -> ModeResult:
@@ -73,8 +95,14 @@ def combined(name: str, runs: list[ModeResult]) -> ModeResult:
     )
 
 
-def report(sessions: int, results: dict[str, ModeResult], server_left: int) -> dict[str, Any]:
+def report(
+    sessions: int, results: dict[str, ModeResult], cold: dict[str, list[float]], server_left: int
+) -> dict[str, Any]:
     local, remote = results["local"], results["remote"]
+    modes = {
+        name: {**r.summary(), "cold_ready_ms_median": sig(statistics.median(cold[name]))}
+        for name, r in results.items()
+    }
 
     def median_ratio(samples: str) -> float | None:
         return ratio(statistics.median(getattr(remote, samples)), statistics.median(getattr(local, samples)))
@@ -83,9 +111,10 @@ def report(sessions: int, results: dict[str, ModeResult], server_left: int) -> d
     leaked_contexts = sum(r.contexts_left for r in results.values())
     return {
         "sessions": sessions,
-        "modes": {name: r.summary() for name, r in results.items()},
+        "modes": modes,
         "ratios": {
             "ready_median": median_ratio("ready_ms"),
+            "cold_ready_median": ratio(modes["remote"]["cold_ready_ms_median"], modes["local"]["cold_ready_ms_median"]),
             "browse_median": median_ratio("browse_ms"),
             "free_median": median_ratio("free_ms"),
             "pss_per_session": ratio(remote.pss_mb_per_session, local.pss_mb_per_session),
@@ -99,8 +128,8 @@ def report(sessions: int, results: dict[str, ModeResult], server_left: int) -> d
 
 def table(data: dict[str, Any]) -> str:
     modes = data["modes"]
-    width = max(len(label) for _, label in ROWS)
-    rows = [f"{label:<{width}}{modes['local'][key]:>12g}{modes['remote'][key]:>12g}" for key, label in ROWS]
+    width = max(len(label) for _, label in LABELS)
+    rows = [f"{label:<{width}}{modes['local'][key]:>12g}{modes['remote'][key]:>12g}" for key, label in LABELS]
     rows.append(f"{'server processes left':<{width}}{'':>12}{data['server_processes_left']:>12}")
     ratios = ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in data["ratios"].items() if value)
     return cli.text(
