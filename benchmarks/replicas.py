@@ -34,9 +34,13 @@ replicas ÷ one. Last, on all replicas:
 
 Leaked browser processes are counted per replica, only among the Chromium and Playwright-driver
 processes that descend from that replica's PID (``sidekick.procs``): after Reset or tab close, how
-many it has above its count with no session (its Chromium and warm spare, read once each replica has
-started its core) once the count stops falling (within 30 s); after SIGTERM, how many of the
-replica's browser processes are still alive 5 s after it exited.
+many it has above its count with no session once the count stops falling (within 30 s; one renderer
+above it is not counted: Chromium keeps a spare renderer of its own for the next page, which comes
+and goes with no session open, while every session's context has renderers of its own); after
+SIGTERM, how many of the replica's browser processes are still alive 5 s after it exited. The count
+with no session is read after a warm-up session on each replica (a task, then Reset: Chromium, its
+driver and a refilled warm spare), once it has not changed for 2 s; a process left by one wave
+counts there, not again in later ones.
 
 The exit code is 0 whatever the figures: this reports, it does not judge.
 """
@@ -79,7 +83,7 @@ from tests.support.dashboard import (
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
 from tests.support.postgres import postgres_cluster
-from tests.support.replicas import Balancer, nginx_binary
+from tests.support.replicas import Balancer, cookie_for, nginx_binary
 from tests.support.runs import verdict
 
 CHAT_INPUT = "[data-testid='stChatInputTextArea']"
@@ -164,7 +168,7 @@ class Stopped:
 class Results:
     sessions: int
     replicas: list[str]  # host:port of each replica, replica 0 first
-    baseline: dict[str, int] = field(default_factory=dict)  # replica → browser processes, no session
+    baseline: dict[str, Count] = field(default_factory=dict)  # replica → browser processes, no session
     spread: list[Wave] = field(default_factory=list)  # waves on every replica
     single: list[Wave] = field(default_factory=list)  # the same waves on replica 0 alone
     last: Wave | None = None  # the wave before SIGTERM
@@ -229,21 +233,50 @@ async def reset(session: Session) -> None:
 
 
 # -- the replicas' processes ------------------------------------------------------------------------
-def count(server: DashboardServer) -> int:
-    return server.browser_processes().processes
+@dataclass(frozen=True)
+class Count:
+    """A replica's browser processes: renderers, and the rest (Chromium, zygotes, GPU, network,
+    storage, the Playwright driver)."""
+
+    renderers: int
+    others: int
+
+    def above(self, base: Count) -> int:
+        """Processes more than ``base`` has, not counting one renderer: Chromium keeps a spare
+        renderer of its own for the next page, which comes and goes with no session open."""
+        return max(0, self.others - base.others) + max(0, self.renderers - base.renderers - 1)
+
+    def __add__(self, extra: Count) -> Count:
+        return Count(self.renderers + extra.renderers, self.others + extra.others)
 
 
-async def leaked_after_freeing(server: DashboardServer, baseline: int) -> int:
-    """Processes above ``baseline`` once the count falls to it, or what is left after the timeout."""
+def count(server: DashboardServer) -> Count:
+    renderers = others = 0
+    for proc in server.browser_processes().procs:
+        try:
+            renderer = "--type=renderer" in psutil.Process(proc.pid).cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        renderers, others = renderers + renderer, others + (not renderer)
+    return Count(renderers, others)
+
+
+async def leaked_after_freeing(server: DashboardServer, base: Count) -> Count:
+    """What the replica holds above ``base`` once it has freed its sessions' processes (or after
+    ``FREED_TIMEOUT``): renderers beyond Chromium's one spare, and any other process."""
     deadline = time.monotonic() + FREED_TIMEOUT
-    while (now := await asyncio.to_thread(count, server)) > baseline and time.monotonic() < deadline:
+    while (now := await asyncio.to_thread(count, server)).above(base) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    return max(0, now - baseline)
+    return Count(max(0, now.renderers - base.renderers - 1), max(0, now.others - base.others))
 
 
-async def leaked_per_replica(servers: dict[str, DashboardServer], baseline: dict[str, int]) -> dict[str, int]:
-    found = await asyncio.gather(*(leaked_after_freeing(s, baseline[name]) for name, s in servers.items()))
-    return dict(zip(servers, found, strict=True))
+async def leaked_per_replica(servers: dict[str, DashboardServer], now: dict[str, Count]) -> dict[str, int]:
+    """Each replica's leaked processes once it has freed its sessions; ``now`` (its processes with no
+    session) then includes them, so a process that stays is counted in the wave that left it, once."""
+    found = await asyncio.gather(*(leaked_after_freeing(s, now[name]) for name, s in servers.items()))
+    for name, extra in zip(servers, found, strict=True):
+        now[name] += extra
+    return {name: extra.renderers + extra.others for name, extra in zip(servers, found, strict=True)}
 
 
 def sigterm(server: DashboardServer) -> Stopped:
@@ -259,14 +292,25 @@ def sigterm(server: DashboardServer) -> Stopped:
     return Stopped(code, server.killed, sum(is_alive(p) for p in procs))
 
 
-async def baseline_count(browser: Browser, server: DashboardServer) -> int:
-    """The replica's browser processes with no session browsing: a tab that never browses starts its
-    core (Chromium and the warm spare), and the count is read once it stops changing."""
-    page = await open_app(browser, server.url, timeout=STEP_TIMEOUT)
+async def warm_up(browser: Browser, balancer: Balancer, site: LocalSite, server: DashboardServer) -> Count:
+    """One session on ``server`` (pinned by its cookie) runs a task and Resets: its core is up
+    (Chromium, driver, a refilled warm spare). Its browser processes once the count stops changing,
+    the replica's count with no session."""
+    assert server.port is not None
+    route = await asyncio.to_thread(cookie_for, balancer, server.port)
+    context = await browser.new_context(viewport=VIEWPORT)
     try:
-        return await stable_process_count(server)
+        await context.add_cookies([{"name": "sidekick_replica", "value": route, "url": balancer.url}])
+        session = Session(context)
+        await run_task(session, balancer.url, site, balancer)
+        await reset(session)
+        if session.error is not None:
+            raise RuntimeError(f"the warm-up session on {session.replica} failed: {session.error}")
     finally:
-        await page.close()
+        await _close_context(context)
+    await asyncio.sleep(1.0)  # its tab is gone: let the replica release the session
+    await stable_process_count(server)
+    return await asyncio.to_thread(count, server)
 
 
 def last_traceback(log: str, lines: int = 12) -> str:
@@ -317,9 +361,10 @@ async def measure(sessions: int, replicas: int, with_baseline: bool) -> Results:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             stack.push_async_callback(browser.close)
 
-            log("starting each replica's core (its Chromium and warm spare)…")
-            counts = await asyncio.gather(*(baseline_count(browser, s) for s in servers))
+            log("warming up: one session on each replica…")
+            counts = await asyncio.gather(*(warm_up(browser, every, site, s) for s in servers))
             results.baseline = dict(zip(named, counts, strict=True))
+            now = dict(results.baseline)  # what each replica holds with no session, leaks included
 
             rounds = [("all replicas", every, results.spread), ("replica 0", one, results.single)]
             for label, balancer, waves in rounds[: 2 if with_baseline else 1]:
@@ -327,13 +372,13 @@ async def measure(sessions: int, replicas: int, with_baseline: bool) -> Results:
                     log(f"{sessions} sessions at once on {label}, then Reset…")
                     first = await wave(browser, tabs, balancer, site, sessions)
                     await asyncio.gather(*(reset(s) for s in first.sessions))
-                    first.leaked = await leaked_per_replica(named, results.baseline)
+                    first.leaked = await leaked_per_replica(named, now)
                     waves.append(first)
                 async with contextlib.AsyncExitStack() as tabs:
                     log(f"{sessions} sessions at once on {label}, then the tabs close…")
                     second = await wave(browser, tabs, balancer, site, sessions)
                 await asyncio.sleep(1.0)  # the replicas notice a closed tab within their grace second
-                second.leaked = await leaked_per_replica(named, results.baseline)
+                second.leaked = await leaked_per_replica(named, now)
                 waves.append(second)
 
             async with contextlib.AsyncExitStack() as tabs:
@@ -381,7 +426,7 @@ def report(results: Results) -> dict[str, Any]:
     return {
         "sessions": results.sessions,
         "replicas": len(results.replicas),
-        "baseline_processes": results.baseline,
+        "baseline_processes": {name: c.renderers + c.others for name, c in results.baseline.items()},
         "all_replicas": spread,
         "one_replica": single,
         "before_sigterm": last,
@@ -431,6 +476,10 @@ def table(data: dict[str, Any]) -> str:
         [
             f"ratios all/one: wall {_fmt(ratios['wall_all_over_one'])}, run median "
             f"{_fmt(ratios['run_median_all_over_one'])}",
+            "browser processes with no session per replica ("
+            + ", ".join(replicas)
+            + "): "
+            + " / ".join(str(n) for n in data["baseline_processes"].values()),
             f"leaked browser processes per replica ({', '.join(replicas)}): "
             + "; ".join(
                 f"{phase.replace('_', ' ')} {' / '.join(str(n) for n in leaked[phase].values())}" for phase in leaked
