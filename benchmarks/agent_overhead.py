@@ -19,8 +19,11 @@ is the time between two consecutive worker requests reaching the fake model's ha
 we subtract
 
 - **model**: the time the handler itself took to choose its reply (timed in the handler), and
-- **tool**: the tool call's time, ``ToolResult.seconds`` (the browser action, including the
-  screenshot the browser tools take after acting, and LangChain's tool-invocation wrapper).
+- **tool**: the tool call's time, ``ToolResult.seconds`` (the browser action and LangChain's
+  tool-invocation wrapper). Tools take no screenshot after acting any more (the dashboard's live
+  view shows actions as they happen): ``navigate`` still returns its page's screenshot, and a step
+  whose tools took none ends with one for the run record (``RunContext.step_screenshot``), which
+  lands in the overhead below. The table splits the steps by tool and shows what that costs.
 
 What is left is Sidekick's own time: checkpoint writes, graph routing, building the prompt, the
 OpenAI client and langchain-openai on both ends of the request, **and the HTTP transport to the
@@ -63,7 +66,7 @@ from benchmarks import cli
 from benchmarks.cli import p95, sig
 from sidekick.browser.pool import BrowserPool
 from sidekick.config import Settings
-from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, ToolResult
+from sidekick.events import ErrorEvent, Event, FinalAnswer, Finished, Screenshot, ToolResult
 from sidekick.models import Models
 from sidekick.procs import browser_processes
 from sidekick.runs import Runner
@@ -194,6 +197,8 @@ class Step:
     total: float  # seconds between consecutive worker requests
     model: float
     tool: float
+    name: str = ""  # the step's tool
+    end_shot: bool = False  # the step ended with a screenshot for the record (taken after the tool)
 
     @property
     def overhead(self) -> float:
@@ -201,13 +206,23 @@ class Step:
 
 
 def steps_of(turn: Turn, calls: list[WorkerCall], steps: int) -> list[Step]:
-    tools = [e.seconds for e in turn.events if isinstance(e, ToolResult)]
-    if [c.step for c in calls] != list(range(steps + 1)) or len(tools) != steps:
+    results = [e for e in turn.events if isinstance(e, ToolResult)]
+    if [c.step for c in calls] != list(range(steps + 1)) or len(results) != steps:
         raise RuntimeError(
             f"turn {turn.tag} did not follow the script: worker requests at steps {[c.step for c in calls]}, "
-            f"{len(tools)} tool results"
+            f"{len(results)} tool results"
         )
-    return [Step(calls[k + 1].arrived - calls[k].arrived, calls[k].seconds, tools[k]) for k in range(steps)]
+    shot_after: list[bool] = []  # a Screenshot between this step's result and the next step's
+    for event in turn.events:
+        if isinstance(event, ToolResult):
+            shot_after.append(False)
+        elif isinstance(event, Screenshot) and shot_after:
+            shot_after[-1] = True
+    return [
+        Step(calls[k + 1].arrived - calls[k].arrived, calls[k].seconds, results[k].seconds, results[k].name,
+             shot_after[k])
+        for k in range(steps)
+    ]  # fmt: skip
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -302,10 +317,15 @@ def ms(seconds: Sequence[float]) -> tuple[float, float]:
     return sig(statistics.median(values)), sig(p95(values))
 
 
+def _median_ms(seconds: Sequence[float]) -> float | None:
+    return ms(seconds)[0] if seconds else None
+
+
 def report(results: Results) -> dict[str, Any]:
     """The ``--json`` object."""
     samples = results.samples
     overhead_median, overhead_p95 = ms([s.overhead for s in samples])
+    tools = {s.name for s in samples}
     durations = [t.seconds for t in results.concurrent if t.seconds == t.seconds]  # drop NaN (no Finished)
     errors = sum(len(t.problems) for t in results.concurrent)
     return {
@@ -316,6 +336,11 @@ def report(results: Results) -> dict[str, Any]:
             "step_median": ms([s.total for s in samples])[0],
             "model_median": ms([s.model for s in samples])[0],
             "tool_median": ms([s.tool for s in samples])[0],
+        },
+        "steps_ms": {
+            "median_by_tool": {n: ms([s.total for s in samples if s.name == n])[0] for n in sorted(tools)},
+            "overhead_median_ending_with_screenshot": _median_ms([s.overhead for s in samples if s.end_shot]),
+            "overhead_median_without": _median_ms([s.overhead for s in samples if not s.end_shot]),
         },
         "concurrent": {
             "sessions": results.sessions,
@@ -340,6 +365,9 @@ def table(data: dict[str, Any], results: Results) -> str:
         ("  step (worker request to next)", [s.total for s in samples]),
         ("  model (fake's handler)", [s.model for s in samples]),
         ("  tool (ToolResult.seconds)", [s.tool for s in samples]),
+        *((f"  step with {n}", [s.total for s in samples if s.name == n]) for n in sorted({s.name for s in samples})),
+        ("  overhead, steps ending with a screenshot", [s.overhead for s in samples if s.end_shot]),
+        ("  overhead, steps without (navigate's own)", [s.overhead for s in samples if not s.end_shot]),
     ]
     conc = data["concurrent"]
     width = max(len(label) for label, _ in rows)
@@ -348,7 +376,7 @@ def table(data: dict[str, Any], results: Results) -> str:
         f"({len(samples)} steps measured), fake model answering at once, {os.cpu_count()} CPUs",
         "",
         f"{'per step (ms)':<{width}}{'median':>10}{'p95':>10}",
-        *(f"{label:<{width}}{ms(values)[0]:>10g}{ms(values)[1]:>10g}" for label, values in rows),
+        *(f"{label:<{width}}{ms(values)[0]:>10g}{ms(values)[1]:>10g}" for label, values in rows if values),
         "",
         "overhead = step - model - tool, per step; it includes the HTTP round trip to the fake model",
         "and the fake's own parsing and serialising (it times nothing itself).",

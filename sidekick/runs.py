@@ -10,6 +10,7 @@ tool calls left without a result get one saying so, so the thread stays valid fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -440,6 +441,10 @@ class Runner:
                     repair.cancel()
                 elif not repair.cancelled() and repair.exception() is not None:
                     log.warning("Could not repair thread %s: %r", handle.thread_id, repair.exception())
+            # Step screenshots still being taken belong in the record, before Finished (bounded;
+            # a second Stop while they finish does not stop the run from ending properly).
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.settle(STEP_SHOT_SECONDS)
             if run.screen is not None:
                 self._screen = (handle.thread_id, run.screen)
             # Recorded now, delivered once the record is written (_recorded): whoever sees Finished

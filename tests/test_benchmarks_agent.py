@@ -11,7 +11,7 @@ from tests.support.commands import run_json
 def test_agent_overhead_reports_steps_and_concurrency_with_no_errors_or_leaks() -> None:
     data = run_json("benchmarks.agent_overhead", "--steps", "2", "--runs", "2", "--sessions", "2", timeout=240)
 
-    keys = "steps runs overhead_ms components_ms concurrent leaked_processes leaked_contexts targets"
+    keys = "steps runs overhead_ms components_ms steps_ms concurrent leaked_processes leaked_contexts targets"
     assert set(data) == set(keys.split())
     assert data["steps"] == 2 and data["runs"] == 2
 
@@ -22,6 +22,14 @@ def test_agent_overhead_reports_steps_and_concurrency_with_no_errors_or_leaks() 
     assert all(value > 0 for value in components.values()), components
     # Sense, not speed: a step contains its model call and its tool call.
     assert components["step_median"] > components["tool_median"] > components["model_median"]
+
+    # Two steps: navigate (which returns its page's screenshot) and read_page (whose step ends with
+    # one for the record, taken while the run goes on).
+    by_step = data["steps_ms"]
+    assert set(by_step["median_by_tool"]) == {"navigate", "read_page"}
+    assert all(value > 0 for value in by_step["median_by_tool"].values())
+    assert by_step["overhead_median_ending_with_screenshot"] is not None
+    assert by_step["overhead_median_without"] is not None
 
     concurrent = data["concurrent"]
     assert set(concurrent) == {"sessions", "errors", "wall_s", "run_s_median", "run_s_p95"}

@@ -8,6 +8,7 @@ counters or screenshot.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -45,14 +46,39 @@ class RunContext:
     finished: Finished | None = None
     """The run's last event, kept until the record is written, then delivered."""
 
-    async def step_screenshot(self) -> None:
-        """At the end of a step that used the browser, one screenshot for the run record (and the
-        model, with vision); the live view showed the actions themselves as they happened."""
-        if self.browser_used and self.capture is not None:
-            self.browser_used = False
-            shot = await self.capture()
-            if shot is not None:
-                self.emit(shot)
+    capturing: set[asyncio.Task[None]] = field(default_factory=set)
+    """Step screenshots being taken off the step's critical path (see ``step_screenshot``)."""
+
+    async def step_screenshot(self, *, wait: bool) -> None:
+        """At the end of a step that used the browser, one screenshot for the run record; the live
+        view showed the actions themselves as they happened. ``wait`` (vision: the model's next
+        request shows it) takes it now; otherwise the next step goes on while it is taken, and
+        :meth:`settle` waits for it before the run ends."""
+        if not self.browser_used or self.capture is None:
+            return
+        self.browser_used = False
+        if wait:
+            await self._take(self.capture)
+            return
+        task = asyncio.get_running_loop().create_task(self._take(self.capture), name="sidekick-step-screenshot")
+        self.capturing.add(task)
+        task.add_done_callback(self.capturing.discard)
+
+    async def _take(self, capture: Callable[[], Awaitable[Screenshot | None]]) -> None:
+        shot = await capture()
+        if shot is not None:
+            self.emit(shot)
+
+    async def settle(self, timeout: float) -> None:
+        """Let the step screenshots still being taken finish (bounded), so the record has them."""
+        pending = list(self.capturing)
+        if not pending:
+            return
+        try:
+            await asyncio.wait(pending, timeout=timeout)
+        finally:
+            for task in pending:
+                task.cancel()
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Screenshot):

@@ -195,7 +195,7 @@ def build_graph(
                 )
             )
             results.append(ToolMessage(content=output, tool_call_id=call_id, name=call["name"]))
-        await runtime.context.step_screenshot()
+        await runtime.context.step_screenshot(wait=settings.vision)
         return {"messages": results}
 
     async def evaluator(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class TabState:
     run: RunHandle | None = None
     notice: str | None = None
     browse_shot: Screenshot | None = None
+    hidden: bool = False  # the browser tab is hidden (its page said so): it watches no live view
 
     def current(self) -> Turn | None:
         return self.turns[-1] if self.turns else None

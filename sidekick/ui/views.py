@@ -113,6 +113,7 @@ def render() -> None:
     state.absorb()
     with panel:  # filled after this run's actions, so it counts what they opened or freed
         resources_panel(core)
+    watch_visibility(state)
     # Last: while a run is live the fragment follows it until it ends.
     LiveArea(core, sid, state, turn_slot=live, draft_slot=draft_slot, shot_slot=shot_slot).show()
 
@@ -276,7 +277,7 @@ class LiveArea:
                 drawn_turn = self.draw_turn()
             if len(events) != drawn_all:
                 drawn_all = self.draw_draft()
-            frame = self.core.live_frame(self.sid)
+            frame = None if state.hidden else self.core.live_frame(self.sid)
             if frame is not None and frame.seq != drawn_frame:
                 drawn_frame = self.draw_screen(frame)
         if self.was_live:
@@ -312,7 +313,7 @@ class LiveArea:
             if frame is None or self.state.run is None:
                 screenshot_view(self.state)
                 return 0
-            with st.container(key="live-view"):
+            with st.container(key=f"live-view-{frame.seq}"):  # a key once per run: one per frame
                 st.caption(f"🔴 **Live** — {frame.url}")
                 # JPEG as Chromium sent it (the default would re-encode it).
                 st.image(frame.jpeg, width="stretch", output_format="JPEG")
@@ -376,6 +377,30 @@ def steps(events: list[ev.Event], *, live: bool) -> None:
                 st.caption(first_line(result.output))
         for b in blocked:
             st.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
+
+
+# The page says when it is hidden or shown again (another browser tab, a minimised window) by pressing
+# one of two hidden buttons: a hidden tab asks for no frames, so its session's screencast stops.
+VISIBILITY_HTML = """<style>.st-key-live-visibility { display: none; }</style><script>
+(() => {
+  const press = (key) => document.querySelector(`.st-key-${key} button`)?.click();
+  const tell = () => press(document.visibilityState === "hidden" ? "live-hidden" : "live-shown");
+  if (!window.__sidekickVisibility) {
+    window.__sidekickVisibility = true;
+    document.addEventListener("visibilitychange", tell);
+  }
+  if (document.visibilityState === "hidden") tell();
+})();
+</script>"""
+
+
+def watch_visibility(state: TabState) -> None:
+    with st.container(key="live-visibility"):
+        if st.button("Tab hidden", key="live-hidden"):
+            state.hidden = True
+        if st.button("Tab shown", key="live-shown"):
+            state.hidden = False
+        st.html(VISIBILITY_HTML, unsafe_allow_javascript=True)
 
 
 def draft_of(events: list[ev.Event]) -> str:

@@ -297,6 +297,12 @@ TICKER = (
 )
 
 
+VISIBILITY_JS = """(state) => {
+  Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
 def live_image(page: Page) -> Locator:
     return page.locator(f"{LIVE_VIEW} img")
 
@@ -331,6 +337,7 @@ async def test_the_live_view_shows_the_sessions_page_as_it_changes(
         return await live_image(page).get_attribute("src") not in (None, first)
 
     await wait_until(moved, timeout=15, what="a newer frame of the ticking page")
+    await no_traceback(page)  # each frame drawn in the same run (a duplicate key once broke the second)
     await save_artifact(page, "dashboard-live-view")
     await expect(page.get_by_text("It ticked.", exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     # Once the run is over the tab shows the step's screenshot, and the screencast ends unwatched.
@@ -368,3 +375,22 @@ async def test_after_streamlits_own_stop_the_run_goes_on_and_its_answer_appears(
     await expect(stop_button(page)).to_have_count(0)
     await expect(page.locator(CHAT_INPUT)).to_be_enabled()
     await no_traceback(page)
+
+
+async def test_a_hidden_tab_stops_watching_and_a_shown_one_watches_again(
+    tabs: Tabs, llm: FakeOpenAI, site: LocalSite
+) -> None:
+    site.route("/ticker", TICKER)
+    llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(30, Reply.text("Too late.")))
+    watcher = await tabs.open()
+    await send(watcher, "Watch the ticker for a long time.")
+    await expect(live_image(watcher)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    other = await tabs.open()
+    await live_views(other, 1)
+
+    await watcher.evaluate(VISIBILITY_JS, "hidden")  # as the browser says when the tab is not shown
+    await live_views(other, 0)
+    await watcher.evaluate(VISIBILITY_JS, "visible")
+    await live_views(other, 1)
+    await expect(live_image(watcher)).to_be_visible()
+    await no_traceback(watcher)
