@@ -26,9 +26,7 @@ from typing import Any, TypeVar
 
 from sidekick import export
 from sidekick.browser.context import SessionBrowser
-from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
-from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.config import Settings
 from sidekick.errors import ConfigError, RuntimeStoppedError, SidekickError
@@ -163,14 +161,6 @@ class Sidekick:
             )
             registry = SessionRegistry(deps, is_active=self._is_active)
             stack.push_async_callback(registry.aclose)
-
-            async def browser_of(session_id: str) -> SessionBrowser | None:
-                session = registry.find(session_id)
-                return await session.browser() if session is not None and session.has_browser else None
-
-            live = LiveViews(browser_of, self._runtime.submit, fps=self.settings.live_fps)
-            stack.push_async_callback(live.aclose)  # before the sessions and their browsers close
-            self.live = live
 
             async def browser_of(session_id: str) -> SessionBrowser | None:
                 session = registry.find(session_id)
