@@ -8,6 +8,8 @@ the Chromium a run-server starts per connection) and the server's process tree.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from sidekick.config import Settings
 from sidekick.errors import BrowserCrashedError, BrowserUnavailableError, ConfigError, NavigationError
 from sidekick.facade import Sidekick
 from sidekick.procs import browser_processes
+from sidekick.sessions import SessionDeps, SessionRegistry
+from sidekick.store import Store
 from sidekick.web.guard import Guard
 from sidekick.web.policy import UrlPolicy
 from tests.support.fakes.site import LocalSite
@@ -290,4 +294,38 @@ async def test_remote_contexts_browse_through_the_guard_with_credentials_of_thei
             await second.aclose()
             assert guard._http.granted == 0
         finally:
+            await pool.aclose()
+
+
+async def test_reset_tab_close_idle_and_exit_close_the_contexts_on_the_server(
+    settings: Settings, store: Store, site: LocalSite
+) -> None:
+    active = {"reset": True, "idle": True, "tab": True, "exit": True}
+    with run_server() as a:
+        remote = remote_settings(dataclasses.replace(settings, idle_minutes=1, session_grace_seconds=1), a)
+        pool = BrowserPool(remote, warm_spare=False)
+        registry = SessionRegistry(
+            SessionDeps(settings=remote, pool=pool, store=store, models=None),
+            is_active=lambda sid: active[sid],
+            sweep_interval=3600,
+        )
+        try:
+            for sid in active:
+                await registry.get(sid).open_url(site.url("/about"))
+            assert await server_contexts(pool, a) == 4
+            await registry.reset("reset")
+            assert await server_contexts(pool, a) == 3
+            now = time.monotonic()
+            for sid in ("reset", "tab", "exit"):
+                registry.get(sid).last_active = now + 61  # used just now, when the sweep comes
+            await registry.sweep(now + 61)  # idle: "idle" was last used a minute before
+            assert not registry.get("idle").has_browser and await server_contexts(pool, a) == 2
+            active["tab"] = False  # the dashboard tab went away
+            await registry.sweep(now + 1)
+            await registry.sweep(now + 3)
+            assert "tab" not in registry and await server_contexts(pool, a) == 1
+            await registry.aclose()  # exit
+            assert await server_contexts(pool, a) == 0
+        finally:
+            await registry.aclose()
             await pool.aclose()
