@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from sidekick import export
 from sidekick.browser.context import SessionBrowser
+from sidekick.browser.endpoints import EndpointStatus
 from sidekick.browser.pool import BrowserPool
 from sidekick.browser.screencast import Frame, LiveViews
 from sidekick.config import Settings
@@ -92,6 +93,8 @@ class ResourceReport:
     crashes: int
     live_views: int = 0
     """Sessions whose browser page is being cast to a watching tab now."""
+    endpoints: tuple[EndpointStatus, ...] = ()
+    """Each browser server (``SIDEKICK_BROWSER_ENDPOINTS``): connected, and our contexts there."""
 
 
 class Sidekick:
@@ -438,11 +441,12 @@ class Sidekick:
 
         live = self.live
 
-        async def gather() -> tuple[int, int, int, int]:
+        async def gather() -> tuple[int, int, int, int, tuple[EndpointStatus, ...]]:
             with_browser = sum(1 for s in registry.sessions() if s.has_browser)
-            return len(registry), with_browser, pool.open_contexts, len(live) if live is not None else 0
+            views = len(live) if live is not None else 0
+            return len(registry), with_browser, pool.open_contexts, views, pool.endpoint_status()
 
-        sessions, with_browser, contexts, live_views = self._call(gather(), timeout)
+        sessions, with_browser, contexts, live_views, endpoints = self._call(gather(), timeout)
         browsers, servers = self._processes()
         return ResourceReport(
             sessions=sessions,
@@ -454,6 +458,7 @@ class Sidekick:
             launches=pool.launches,
             crashes=pool.crashes,
             live_views=live_views,
+            endpoints=endpoints,
         )
 
     # -- shutdown --------------------------------------------------------------------------------
