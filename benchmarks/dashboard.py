@@ -67,7 +67,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,8 +231,8 @@ class ScriptedModel:
     error (the app under test is broken then, and no number means anything); thread-safe.
     """
 
-    def __init__(self, site: LocalSite, screens: int, hold: float = 0.0) -> None:
-        self._site = site
+    def __init__(self, screens: int, hold: float = 0.0) -> None:
+        self.site: LocalSite | None = None  # set once the site runs (bench_dashboard)
         self.screens = screens
         self.hold = hold  # seconds the answer takes after the last page (a still page, watched)
         self._lock = threading.Lock()
@@ -277,7 +277,8 @@ class ScriptedModel:
                 self._errors.append(f"tool result {step}: {tools[-1][:300]}")
         if step >= self.screens:
             return Reply.slow(self.hold, Reply.text(self.answer)) if self.hold else Reply.text(self.answer)
-        return Reply.tool_call("navigate", {"url": self._site.url(f"/bench/{step + 1}")})
+        assert self.site is not None
+        return Reply.tool_call("navigate", {"url": self.site.url(f"/bench/{step + 1}")})
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -505,13 +506,17 @@ async def time_reset(page: Page, server: DashboardServer, baseline: int) -> Rese
     return ResetTiming(last_exit - clicked_at, run_done - clicked_at, count, baseline)
 
 
-async def run(screens: int, repeats: int, app: str | None = None) -> Results:
-    results = Results(screens, repeats)
-    results.load_average.append(os.getloadavg()[0])
+@contextlib.asynccontextmanager
+async def bench_dashboard(
+    model: ScriptedModel, app: str | None, *, turn_timeout: float = 120
+) -> AsyncIterator[tuple[DashboardServer, LocalSite, ScriptedModel, Browser]]:
+    """The dashboard (``app``, default streamlit_app.py) on a fake model scripted by ``model``, the
+    bench pages on a local site, and the person's Chromium; all closed on the way out."""
+    screens = model.screens
     with tempfile.TemporaryDirectory(prefix="sidekick-dashboard-") as tmp, LocalSite() as site, FakeOpenAI() as llm:
         for k in range(1, screens + 1):
             site.route(f"/bench/{k}", bench_page(k))
-        model = ScriptedModel(site, screens, hold=HOLD_S)
+        model.site = site
         llm.handler = model
         server = sidekick_server(
             Path(tmp) / "server",
@@ -520,7 +525,7 @@ async def run(screens: int, repeats: int, app: str | None = None) -> Results:
             SIDEKICK_ALLOW_PRIVATE_NETWORK="1",
             SIDEKICK_MODEL_RETRIES="0",
             SIDEKICK_RECURSION_LIMIT=str(2 * screens + 20),
-            SIDEKICK_TURN_TIMEOUT=str(120 + 10 * screens),
+            SIDEKICK_TURN_TIMEOUT=str(turn_timeout + 10 * screens),
         )
         if app is not None:
             server.app = app
@@ -532,7 +537,14 @@ async def run(screens: int, repeats: int, app: str | None = None) -> Results:
             stack.push_async_callback(playwright.stop)
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             stack.push_async_callback(browser.close)
+            yield server, site, model, browser
 
+
+async def run(screens: int, repeats: int, app: str | None = None) -> Results:
+    results = Results(screens, repeats)
+    results.load_average.append(os.getloadavg()[0])
+    async with bench_dashboard(ScriptedModel(screens, hold=HOLD_S), app) as (server, site, model, browser):
+        async with contextlib.AsyncExitStack() as stack:
             log(f"page usable: 1 untimed load, then {repeats} fresh tabs…")
             results.first_load, _ = await page_load(browser, server.url)
             for _ in range(repeats):
@@ -597,51 +609,29 @@ async def load_tab(context: BrowserContext, url: str, model: ScriptedModel, i: i
 async def load_run(tabs: int, screens: int, app: str | None = None) -> dict[str, Any]:
     """``tabs`` tabs at once, each its own session running a task of ``screens`` pages and watching it."""
     load_average = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory(prefix="sidekick-dashboard-") as tmp, LocalSite() as site, FakeOpenAI() as llm:
-        for k in range(1, screens + 1):
-            site.route(f"/bench/{k}", bench_page(k))
-        model = ScriptedModel(site, screens)
-        llm.handler = model
-        server = sidekick_server(
-            Path(tmp) / "server",
-            OPENAI_BASE_URL=llm.base_url,
-            OPENAI_API_KEY="test",
-            SIDEKICK_MODEL_RETRIES="0",
-            SIDEKICK_RECURSION_LIMIT=str(2 * screens + 20),
-            SIDEKICK_TURN_TIMEOUT=str(300 + 10 * screens),
+    async with bench_dashboard(ScriptedModel(screens), app, turn_timeout=300) as (server, _, model, browser):
+        first = await open_app(browser, server.url)  # starts the core; its count is the baseline
+        baseline = await stable_process_count(server)
+        await first.close()
+        contexts = [await browser.new_context(viewport=VIEWPORT) for _ in range(tabs)]
+        log(f"load: {tabs} tabs, {screens} pages each, at once…")
+        started = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(load_tab(c, server.url, model, i) for i, c in enumerate(contexts)), return_exceptions=True
         )
-        if app is not None:
-            server.app = app
-        async with contextlib.AsyncExitStack() as stack:
-            log("starting the dashboard…")
-            await asyncio.to_thread(server.start)
-            stack.push_async_callback(asyncio.to_thread, server.close)
-            playwright = await async_playwright().start()
-            stack.push_async_callback(playwright.stop)
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            stack.push_async_callback(browser.close)
-            first = await open_app(browser, server.url)  # starts the core; its count is the baseline
-            baseline = await stable_process_count(server)
-            await first.close()
-            contexts = [await browser.new_context(viewport=VIEWPORT) for _ in range(tabs)]
-            log(f"load: {tabs} tabs, {screens} pages each, at once…")
-            started = time.monotonic()
-            outcomes = await asyncio.gather(
-                *(load_tab(c, server.url, model, i) for i, c in enumerate(contexts)), return_exceptions=True
-            )
-            wall = time.monotonic() - started
-            for context in contexts:
-                await context.close()
-            frames = [f for o in outcomes if not isinstance(o, BaseException) for f in o[0]]
-            errors = [f"{type(o).__name__}: {o}" if isinstance(o, BaseException) else o[1] for o in outcomes]
-            errors = [e for e in errors if e] + model.errors()
-            log("tabs closed; waiting for their sessions to be freed…")
-            left = await asyncio.to_thread(
-                until_empty, lambda: [1] * max(0, server.process_count() - baseline), 30.0, 0.2
-            )
-            fresh = await open_app(browser, server.url)
-            live = await fresh.evaluate(LIVE_VIEWS_JS)
-            await fresh.close()
+        wall = time.monotonic() - started
+        for context in contexts:
+            await context.close()
+        frames = [f for o in outcomes if not isinstance(o, BaseException) for f in o[0]]
+        errors = [f"{type(o).__name__}: {o}" if isinstance(o, BaseException) else o[1] for o in outcomes]
+        errors = [e for e in errors if e] + model.errors()
+        log("tabs closed; waiting for their sessions to be freed…")
+        left = await asyncio.to_thread(
+            until_empty, lambda: [1] * max(0, server.process_count() - baseline), 30.0, 0.2
+        )
+        fresh = await open_app(browser, server.url)
+        live = await fresh.evaluate(LIVE_VIEWS_JS)
+        await fresh.close()
     load_average.append(os.getloadavg()[0])
     visible = [f.visible_ms for f in frames]
     visible_p95 = _p95(visible)

@@ -4,6 +4,7 @@ most the frame-rate cap, from whichever page is current, and every way a view en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -33,6 +34,18 @@ async def sb(pool: BrowserPool, site: LocalSite) -> AsyncIterator[SessionBrowser
         await browser.aclose()
 
 
+@contextlib.asynccontextmanager
+async def watching(sb: SessionBrowser, url: str, fps: float) -> AsyncIterator[LiveView]:
+    """A live view of ``sb`` on ``url`` that needs nobody to ask for frames (a long lease); closed after."""
+    await sb.goto(url)
+    view = LiveView(sb, fps=fps, lease=60)
+    await view.start()
+    try:
+        yield view
+    finally:
+        await view.aclose()
+
+
 async def settled(view: LiveView, quiet: float = 1.0) -> int:
     """The view's frame count once no frame has come for ``quiet`` seconds."""
     seq = -1
@@ -45,10 +58,7 @@ async def settled(view: LiveView, quiet: float = 1.0) -> int:
 
 
 async def test_frames_come_when_the_page_changes_and_not_while_it_is_still(sb: SessionBrowser, site: LocalSite) -> None:
-    await sb.goto(site.url("/still"))
-    view = LiveView(sb, fps=10, lease=60)
-    await view.start()
-    try:
+    async with watching(sb, site.url("/still"), fps=10) as view:
         # A page that paints nothing after the cast starts may send one frame, or none.
         before = await settled(view)
         await asyncio.sleep(1.5)
@@ -60,17 +70,12 @@ async def test_frames_come_when_the_page_changes_and_not_while_it_is_still(sb: S
         assert view.frame.jpeg[:2] == b"\xff\xd8", "JPEG"
         assert view.frame.url.endswith("/still")
         assert view.frame.taken_at > 0
-    finally:
-        await view.aclose()
 
 
 async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(
     sb: SessionBrowser, site: LocalSite
 ) -> None:
-    await sb.goto(site.url("/animated"))
-    view = LiveView(sb, fps=4, lease=60)
-    await view.start()
-    try:
+    async with watching(sb, site.url("/animated"), fps=4) as view:
         await wait_until(lambda: view.frame is not None, timeout=10, what="a first frame")
         assert view.frame is not None
         first, start = view.frame.seq, asyncio.get_running_loop().time()
@@ -79,15 +84,10 @@ async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(
         frames = view.frame.seq - first
         seconds = asyncio.get_running_loop().time() - start
         assert 1 <= frames <= 4 * seconds + 1, f"{frames} frames in {seconds:.1f} s at a cap of 4 a second"
-    finally:
-        await view.aclose()
 
 
 async def test_the_view_follows_a_popup(sb: SessionBrowser, site: LocalSite) -> None:
-    await sb.goto(site.url("/popup"))
-    view = LiveView(sb, fps=10, lease=60)
-    await view.start()
-    try:
+    async with watching(sb, site.url("/popup"), fps=10) as view:
         await sb.page.get_by_role("button", name="Open form window").click()
         await wait_until(lambda: sb.page.url.endswith("/form"), timeout=10, what="the popup current")
         await wait_until(
@@ -96,8 +96,6 @@ async def test_the_view_follows_a_popup(sb: SessionBrowser, site: LocalSite) -> 
         assert view.casts == 2
         popup = sb.page
         assert view.cast is not None and view.cast.page is popup
-    finally:
-        await view.aclose()
 
 
 async def test_a_closed_view_has_stopped_chromiums_screencast(sb: SessionBrowser, site: LocalSite) -> None:

@@ -347,7 +347,8 @@ async def test_the_live_view_shows_the_sessions_page_as_it_changes(
     await no_traceback(page)
 
 
-async def test_closing_the_watching_tab_stops_the_screencast(tabs: Tabs, llm: FakeOpenAI, site: LocalSite) -> None:
+async def watching_a_ticker(tabs: Tabs, llm: FakeOpenAI, site: LocalSite) -> tuple[Page, Page]:
+    """A tab whose long run shows the ticking page in its live view, and another tab that counts it."""
     site.route("/ticker", TICKER)
     llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(30, Reply.text("Too late.")))
     watcher = await tabs.open()
@@ -355,7 +356,11 @@ async def test_closing_the_watching_tab_stops_the_screencast(tabs: Tabs, llm: Fa
     await expect(live_image(watcher)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     other = await tabs.open()
     await live_views(other, 1)
+    return watcher, other
 
+
+async def test_closing_the_watching_tab_stops_the_screencast(tabs: Tabs, llm: FakeOpenAI, site: LocalSite) -> None:
+    watcher, other = await watching_a_ticker(tabs, llm, site)
     await watcher.close()
     await live_views(other, 0)
     await no_traceback(other)
@@ -380,14 +385,7 @@ async def test_after_streamlits_own_stop_the_run_goes_on_and_its_answer_appears(
 async def test_a_hidden_tab_stops_watching_and_a_shown_one_watches_again(
     tabs: Tabs, llm: FakeOpenAI, site: LocalSite
 ) -> None:
-    site.route("/ticker", TICKER)
-    llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(30, Reply.text("Too late.")))
-    watcher = await tabs.open()
-    await send(watcher, "Watch the ticker for a long time.")
-    await expect(live_image(watcher)).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    other = await tabs.open()
-    await live_views(other, 1)
-
+    watcher, other = await watching_a_ticker(tabs, llm, site)
     await watcher.evaluate(VISIBILITY_JS, "hidden")  # as the browser says when the tab is not shown
     await live_views(other, 0)
     await watcher.evaluate(VISIBILITY_JS, "visible")
