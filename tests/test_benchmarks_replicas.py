@@ -29,7 +29,7 @@ def test_replicas_benchmark_runs_sessions_on_both_replicas_with_no_errors_or_lea
     # Two waves (Reset, tab close) of every session, each placed by nginx on one of the replicas.
     assert figures["samples"] == 2 * sessions and sum(figures["sessions_per_replica"].values()) == 2 * sessions
     assert set(figures["sessions_per_replica"]) <= set(replicas)
-    assert 0 < figures["run_s_median"] <= figures["run_s_p95"] <= figures["wall_s_median"]
+    assert 0 < figures["run_s_median"] <= figures["run_s_p95"] and figures["wall_s_median"] > 0
     assert data["one_replica"] is None and set(data["ratios"].values()) == {None}
     assert data["before_sigterm"]["samples"] == sessions
 
