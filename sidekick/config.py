@@ -186,6 +186,10 @@ class Settings:
         from sidekick.browser.endpoints import parse_endpoints  # it imports this module
 
         parse_endpoints(settings.browser_endpoints)  # a bad endpoint is named at start-up, not first use
+        if settings.guard_listen:
+            from sidekick.web.http_proxy import parse_listen
+
+            parse_listen(settings.guard_listen)
         return settings
 
     @classmethod

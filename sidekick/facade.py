@@ -153,7 +153,7 @@ class Sidekick:
             models = Models(self.settings) if model_configured(self.settings) else None
             if models is not None:
                 stack.push_async_callback(models.aclose)
-            guard = Guard(self.settings.url_policy())
+            guard = Guard(self.settings.url_policy(), listen=self.settings.guard_listen)
             pool = BrowserPool(self.settings, guard=guard)  # the pool owns the guard and closes it
             stack.push_async_callback(pool.aclose)
             await guard.start()  # now, so MCP servers can be given its address

@@ -22,6 +22,7 @@ from sidekick.sessions import SessionDeps, SessionRegistry
 from sidekick.store import Store
 from tests.support.fakes.openai_server import FakeOpenAI
 from tests.support.fakes.site import HangingLoad, LocalSite
+from tests.support.guard import PrivateTarget
 from tests.support.runs import MakeRegistry, Rig, agent_settings, open_rig
 from tests.support.waiting import poll, wait_until
 
@@ -35,6 +36,13 @@ def site() -> Iterator[LocalSite]:
 @pytest.fixture(autouse=True)
 def _reset_site(site: LocalSite) -> None:
     site.reset()
+
+
+@pytest.fixture
+def target() -> Iterator[PrivateTarget]:
+    """A server on 127.0.0.2 standing for a private target; it counts every connection made to it."""
+    with contextlib.closing(PrivateTarget()) as t:
+        yield t
 
 
 @pytest.fixture

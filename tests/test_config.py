@@ -35,6 +35,8 @@ def test_blank_values_mean_default() -> None:
         ("SIDEKICK_IDLE_MINUTES", "nan", "must be a positive number"),
         ("SIDEKICK_TOOL_TIMEOUT", "0", "must be a positive number"),
         ("SIDEKICK_ALLOWED_DOMAINS", "http://x/y", "SIDEKICK_ALLOWED_DOMAINS: 'http://x/y' is not a domain"),
+        ("SIDEKICK_GUARD_LISTEN", "10.0.0.5", "SIDEKICK_GUARD_LISTEN must be host:port"),
+        ("SIDEKICK_GUARD_LISTEN", "0.0.0.0:3129", "not a wildcard"),
     ],
 )
 def test_malformed_values_name_the_variable(env: str, value: str, message: str) -> None:

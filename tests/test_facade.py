@@ -13,6 +13,7 @@ import pytest
 from sidekick.config import Settings
 from sidekick.events import Cancelled, Finished
 from sidekick.facade import Sidekick
+from tests.support.dashboard import free_port
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
 from tests.support.runs import verdict
@@ -84,3 +85,19 @@ def test_cancel_run_builds_nothing_and_creates_no_session(core: Sidekick) -> Non
     session = registry.find("tab-1")
     assert session is not None and session._runner is None, "no runner was built to cancel nothing"
     assert core.resources().sessions == 1
+
+
+def test_the_guard_listens_where_sidekick_guard_listen_says(tmp_path: Path) -> None:
+    """Remote browsers are handed proxy addresses on SIDEKICK_GUARD_LISTEN's host (not 127.0.0.1)."""
+    port = free_port()
+    settings = Settings.load({"SIDEKICK_DATA_DIR": str(tmp_path), "SIDEKICK_GUARD_LISTEN": f"127.0.0.3:{port}"})
+    core = Sidekick(settings).start(warm=False)
+    try:
+        assert core.pool is not None and core.pool.guard is not None
+        proxy = core.runtime.run(core.pool.guard.open_context_proxy(), timeout=10)
+        try:
+            assert proxy.playwright["server"] == f"http://127.0.0.3:{port}"
+        finally:
+            proxy.close()
+    finally:
+        core.close()

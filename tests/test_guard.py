@@ -1,9 +1,7 @@
 """The web policy guard in a real Chromium: what it blocks never reaches a server, and is reported.
 
-The test site runs on 127.0.0.1. To test a policy that denies private addresses, the fake resolver
-says ``public.test`` is 93.184.216.34 and the test dialer connects that address to 127.0.0.1. The
-dialer refuses every other non-loopback address, so nothing leaves this machine whatever the guard
-decides. A second server on 127.0.0.2 stands for a private target and records every connection.
+The fake resolver and dialer of tests/support/guard.py keep every connection on this machine; the
+``target`` fixture (a server on 127.0.0.2) stands for a private target and records every connection.
 """
 
 from __future__ import annotations
@@ -12,9 +10,8 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,75 +23,16 @@ from sidekick.config import Settings
 from sidekick.errors import BrowserError, NavigationError
 from sidekick.web.guard import Guard
 from sidekick.web.policy import UrlPolicy
-from tests.support.fakes.serving import Serving
 from tests.support.fakes.site import LocalSite
-
-PUBLIC_ADDRESS = "93.184.216.34"
-NAMES = {"public.test": [PUBLIC_ADDRESS], "intranet.test": ["10.0.0.7"]}
-DENY_PRIVATE = UrlPolicy()
-
-
-async def fake_resolve(name: str) -> list[str]:
-    if name in NAMES:
-        return NAMES[name]
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-@dataclass
-class LoopbackDialer:
-    """The proxy's dialer in tests: public.test's address goes to 127.0.0.1; nothing leaves the machine."""
-
-    attempts: list[tuple[str, int]] = field(default_factory=list)
-
-    async def __call__(self, address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        self.attempts.append((address, port))
-        target = "127.0.0.1" if address == PUBLIC_ADDRESS else address
-        if not target.startswith("127."):
-            raise ConnectionRefusedError(f"the test dialer does not connect to {address}")
-        return await asyncio.open_connection(target, port)
-
-    def dialed(self, address: str) -> bool:
-        return any(a == address for a, _ in self.attempts)
-
-
-class PrivateTarget:
-    """A server on 127.0.0.2 that records every connection made to it."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = b"<html><head><title>Private</title></head><body>secret</body></html>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        class Server(ThreadingHTTPServer):
-            def verify_request(self, request: Any, client_address: Any) -> bool:
-                target.connections += 1
-                return True
-
-        self._serving = Serving(Server(("127.0.0.2", 0), Handler))
-        self.port = self._serving.port
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.2:{self.port}{path}"
-
-    def close(self) -> None:
-        self._serving.close()
-
-
-@pytest.fixture
-def target() -> Iterator[PrivateTarget]:
-    with contextlib.closing(PrivateTarget()) as t:
-        yield t
+from tests.support.guard import (
+    DENY_PRIVATE,
+    PUBLIC_ADDRESS,
+    LoopbackDialer,
+    PrivateTarget,
+    eventually,
+    fake_resolve,
+    reported,
+)
 
 
 @dataclass
@@ -124,20 +62,6 @@ async def guarded(settings: Settings, site: LocalSite) -> AsyncIterator[Guarded]
     finally:
         await pool.aclose()
         await guard.aclose()
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` until it returns something truthy; return it (or the last value)."""
-    for _ in range(int(timeout / 0.05)):
-        if value := predicate():
-            return value
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
-def reported(reports: list[tuple[str, str]], fragment: str) -> list[str]:
-    """The reasons reported for URLs containing ``fragment``."""
-    return [reason for url, reason in reports if fragment in url]
 
 
 # -- allowed traffic -------------------------------------------------------------------------------

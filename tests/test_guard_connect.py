@@ -18,7 +18,7 @@ from sidekick.errors import BrowserError, ConfigError
 from sidekick.web.guard import ContextProxy, Guard
 from sidekick.web.policy import UrlPolicy
 from tests.support.fakes.site import LocalSite
-from tests.test_guard import DENY_PRIVATE, PUBLIC_ADDRESS, LoopbackDialer, fake_resolve
+from tests.support.guard import DENY_PRIVATE, PUBLIC_ADDRESS, LoopbackDialer, fake_resolve
 
 
 @dataclass

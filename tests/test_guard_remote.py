@@ -23,9 +23,8 @@ from sidekick.config import Settings
 from sidekick.web.guard import ContextProxy, Guard
 from sidekick.web.policy import UrlPolicy
 from tests.support.fakes.site import LocalSite
+from tests.support.guard import PUBLIC_ADDRESS, LoopbackDialer, PrivateTarget, eventually, fake_resolve, reported
 from tests.support.run_server import RunServer, run_server
-from tests.test_guard import PUBLIC_ADDRESS, LoopbackDialer, PrivateTarget, eventually, fake_resolve, reported
-from tests.test_guard import target as target  # the fixture: a server on 127.0.0.2 counting connections
 
 POLICY = UrlPolicy(blocked_domains=("blocked.test",))
 METADATA = "http://169.254.169.254/latest/meta-data/"

@@ -22,8 +22,7 @@ from sidekick.tools.python import PROXY_PORT, build, run_python
 from sidekick.web.guard import Guard
 from sidekick.web.policy import UrlPolicy
 from tests.support.fakes.site import LocalSite
-from tests.test_guard import PUBLIC_ADDRESS, LoopbackDialer, PrivateTarget, fake_resolve
-from tests.test_guard import target as target  # the fixture: a server on 127.0.0.2 counting connections
+from tests.support.guard import PUBLIC_ADDRESS, LoopbackDialer, PrivateTarget, fake_resolve
 from tests.tools.test_python import live_descendants, wait_no_new_descendants
 
 
