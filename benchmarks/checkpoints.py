@@ -29,12 +29,12 @@ flushes its WAL to disk at every commit, two per step (the writes, the checkpoin
 process, met about three times per step. Sidekick's SQLite runs in this process and never flushes
 at commit (WAL with NORMAL survives a crash of the application, not of the machine). Both costs
 are the machine's at that moment: on a quiet one a flush is a fraction of a millisecond and a round
-trip about 0.15 ms; on one busy with other work (a shared 2-core machine at a load of 20–40) the
+trip about 0.15 ms; on one busy with other work (a shared 2-core machine at a load of 10–40) the
 flushes alone took 5–6 ms of a PostgreSQL step (a run at ``synchronous_commit=off`` was that much
-faster, its reads unchanged) and each round trip waits for the server to be scheduled. So
-PostgreSQL ÷ SQLite follows the machine's load (1.5× idle, 3–9× loaded), while SQLite's own figures
-barely move. SQLite FULL does the same flushes in-process: PostgreSQL ÷ SQLite FULL is the
-like-for-like ratio. Over a network, add the round trips to PostgreSQL's figures.
+faster, its reads about the same) and each round trip waits for the server to be scheduled. So
+PostgreSQL ÷ SQLite follows the machine's load (1.5–2.5× nearly idle, up to 9× loaded), while
+SQLite's figures barely move. SQLite FULL does the same flushes in-process: PostgreSQL ÷ SQLite FULL
+is the like-for-like ratio. Over a network, add the round trips to PostgreSQL's figures.
 
 Reported: medians per step (write, read, both) per store, the ratios PostgreSQL / SQLite and
 PostgreSQL / SQLite FULL (overall and per round), the load average, and the target
