@@ -20,8 +20,9 @@ each page's time limit is raised to ``--episode-seconds`` (a model thinks longer
 
 Success is the page's own reward (``WOB_RAW_REWARD_GLOBAL`` > 0). **steps** counts the tool calls
 after START; **person** is the clicks and fields a person needs for that episode's instruction
-(``tests.support.miniwob.person_clicks``), both as medians. The exit code is 0 whether or not
-a target is met: this reports, it does not judge.
+(``tests.support.miniwob.person_clicks``; for navigate-tree, the folders a person who cannot see
+inside closed ones opens, shallowest first, until the name shows, and the click), both as medians.
+The exit code is 0 whether or not a target is met: this reports, it does not judge.
 """
 
 from __future__ import annotations

@@ -41,11 +41,12 @@ _ATTR = re.compile(r"\[([^\]=]+)(?:=([^\]]*))?\]")
 # What a model may write for a ref: "e15", "f1e3", "ref=e15", "[ref=e15]".
 _REF_ARG = re.compile(r"^\[?(?:ref=)?(f\d+e\d+|e\d+)\]?$")
 _BOX = re.compile(r" \[box=(-?\d+),(-?\d+),(-?\d+),(-?\d+)\]")
+_STATES = frozenset({"expanded", "expanded=false"})
 _LINE_ROLE = re.compile(r"^\s*- '?([a-z][\w-]*)")
 
 # [x, y, width, height, role, state] of each element of the main frame whose state the page shows
 # only in its DOM. Boxes are rounded as Playwright rounds them for [box=...].
-STATES_JS = """() => {
+STATES_JS = """() => { try {
   const found = [];
   const add = (el, role, state) => {
     const r = el.getBoundingClientRect();
@@ -72,7 +73,7 @@ STATES_JS = """() => {
     else if (root && isTree(root)) add(li, role, 'expanded');
   }
   return found;
-}"""
+} catch (e) { return []; } }"""
 
 
 @dataclass
@@ -218,15 +219,22 @@ def with_states(text: str, states: Sequence[Sequence[Any]]) -> str:
     :data:`STATES_JS`) on the line of the element with its box: the first line of its role there,
     else the first line there; a state the line already shows is not repeated."""
     by_box: dict[tuple[int, ...], list[tuple[str, str]]] = {}
-    for x, y, w, h, role, state in states:
-        by_box.setdefault((int(x), int(y), int(w), int(h)), []).append((str(role), str(state)))
+    for entry in states if isinstance(states, list) else []:
+        # The page ran the script, so check what came back.
+        if isinstance(entry, list) and len(entry) == 6 and str(entry[5]) in _STATES:
+            x, y, w, h, role, state = entry
+            if all(isinstance(v, int | float) for v in (x, y, w, h)):
+                by_box.setdefault((int(x), int(y), int(w), int(h)), []).append((str(role), str(state)))
     lines = text.splitlines()
+    first = _REF.search(text)
+    main = first.group(1).rsplit("e", 1)[0] if first else ""  # the main frame's refs: e1, or f3e1 after it navigated
     at_box: dict[tuple[int, ...], list[int]] = {}
     for i, raw in enumerate(lines):
         match = _BOX.search(raw)
         if match is not None:
             box = tuple(int(v) for v in match.groups())
-            if box in by_box:
+            ref = _REF.search(raw)
+            if box in by_box and ref is not None and ref.group(1).rsplit("e", 1)[0] == main:
                 at_box.setdefault(box, []).append(i)
             lines[i] = raw[: match.start()] + raw[match.end() :]
     for box, wanted in by_box.items():
@@ -235,7 +243,7 @@ def with_states(text: str, states: Sequence[Sequence[Any]]) -> str:
             same_role = [i for i in spots if (m := _LINE_ROLE.match(lines[i])) is not None and m.group(1) == role]
             for i in (same_role or spots)[:1]:
                 kind = state.split("=")[0]
-                if f"[{kind}]" in lines[i] or f"[{kind}=" in lines[i] or "[ref=" not in lines[i]:
+                if f"[{kind}]" in lines[i] or f"[{kind}=" in lines[i]:
                     continue
                 lines[i] = lines[i].replace(" [ref=", f" [{state}] [ref=", 1)
     return "\n".join(lines)

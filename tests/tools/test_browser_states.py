@@ -78,18 +78,33 @@ async def test_collapsed_sections_and_closed_details_show_it_and_plain_lists_say
     assert "listitem [expanded" not in opened and "[box=" not in opened
 
 
+async def test_a_page_that_breaks_the_state_script_still_gets_its_snapshot(
+    tools: dict[str, BaseTool], site: LocalSite
+) -> None:
+    site.route(
+        "/hostile",
+        "<script>document.querySelectorAll = () => { throw new Error('no'); };</script><button>Still here</button>",
+    )
+    opened = await use(tools, "navigate", url=site.url("/hostile"))
+    assert 'button "Still here" [ref=' in opened
+
+
 def test_states_go_on_the_line_with_the_same_box_and_role_and_boxes_are_dropped() -> None:
     text = """- list [ref=e6] [box=2,52,156,90]:
   - listitem [ref=e7] [cursor=pointer] [box=2,52,156,15]:
     - generic [ref=e9] [box=18,53,140,13]: Juan
   - generic [ref=e10] [box=2,67,156,15]:
     - listitem [ref=e11] [box=2,67,156,15]: Lyda
-  - 'tab "Section #4" [expanded] [ref=e12] [box=4,54,152,17]'"""
+  - 'tab "Section #4" [expanded] [ref=e12] [box=4,54,152,17]'
+  - iframe [ref=e13] [box=0,200,300,150]:
+    - listitem [ref=f2e3] [box=2,52,156,15]: in the frame, its own coordinates"""
     states = [
         [2, 52, 156, 15, "listitem", "expanded=false"],
         [2, 67, 156, 15, "listitem", "expanded"],
         [4, 54, 152, 17, "tab", "expanded=false"],  # the line already says [expanded]: left as it is
         [9, 9, 9, 9, "button", "expanded=false"],  # no such box: nothing
+        ["x", 1, 1, 1, "button", "expanded=false"],  # not what the script returns: ignored
+        [2, 52, 156, 15, "listitem", "pwned"],
     ]
     assert with_states(text, states).splitlines() == [
         "- list [ref=e6]:",
@@ -98,4 +113,6 @@ def test_states_go_on_the_line_with_the_same_box_and_role_and_boxes_are_dropped(
         "  - generic [ref=e10]:",
         "    - listitem [expanded] [ref=e11]: Lyda",
         "  - 'tab \"Section #4\" [expanded] [ref=e12]'",
+        "  - iframe [ref=e13]:",
+        "    - listitem [ref=f2e3]: in the frame, its own coordinates",  # main-frame states stay there
     ]

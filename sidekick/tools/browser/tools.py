@@ -18,7 +18,14 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from sidekick.browser.context import DialogOpenError, SessionBrowser
 from sidekick.browser.snapshot import STATES_JS, Snapshot, with_states
 from sidekick.config import Settings
-from sidekick.errors import BrowserError, BrowserTimeoutError, NavigationError, SessionClosedError, ToolError
+from sidekick.errors import (
+    BrowserCrashedError,
+    BrowserError,
+    BrowserTimeoutError,
+    NavigationError,
+    SessionClosedError,
+    ToolError,
+)
 from sidekick.events import Screenshot
 from sidekick.tools.base import Availability, BrowserGetter, ToolContext, untrusted
 from sidekick.tools.browser import targets
@@ -147,7 +154,12 @@ def build(ctx: ToolContext) -> list[BaseTool]:
         document = sb.document(page)
         # The states the page shows only in its DOM (a closed folder of a tree) first: with none,
         # the snapshot needs no boxes to put them on.
-        states = await call(sb, lambda p: p.evaluate(STATES_JS), "Reading the page's elements")
+        try:
+            states = await call(sb, lambda p: p.evaluate(STATES_JS), "Reading the page's elements")
+        except BrowserError as exc:
+            if isinstance(exc, BrowserCrashedError | BrowserTimeoutError | DialogOpenError):
+                raise
+            states = []  # the page navigated meanwhile: the snapshot (which waits for it) goes without
         text = await call(
             sb,
             lambda p: p.aria_snapshot(mode="ai", boxes=bool(states) or None, timeout=inner_ms),
