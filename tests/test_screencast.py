@@ -83,7 +83,9 @@ async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(
         assert view.frame is not None
         frames = view.frame.seq - first
         seconds = asyncio.get_running_loop().time() - start
-        assert 1 <= frames <= 4 * seconds + 1, f"{frames} frames in {seconds:.1f} s at a cap of 4 a second"
+        # Chromium keeps up to two frames in flight before it waits for an acknowledgement, so two
+        # may come close together; after that, one per quarter second.
+        assert 1 <= frames <= 4 * seconds + 3, f"{frames} frames in {seconds:.1f} s at a cap of 4 a second"
 
 
 async def test_the_view_follows_a_popup(sb: SessionBrowser, site: LocalSite) -> None:

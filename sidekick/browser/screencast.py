@@ -1,10 +1,10 @@
 """The live view: a session's current page as JPEG frames from Chromium's screencast, while a tab watches.
 
 :class:`Screencast` is Playwright's ``page.screencast`` on one page, keeping only the newest frame.
-Chromium sends a frame only when the page repaints, so a still page sends nothing, and it sends
-the next frame only once the last one is acknowledged: the frame callback holds the acknowledgement
-until ``1/fps`` has passed since the previous frame, which caps the rate at the source (Chromium
-encodes no frame nobody will see).
+Chromium sends a frame only when the page repaints, so a still page sends nothing, and it keeps at
+most two frames unacknowledged: the frame callback holds each acknowledgement until ``1/fps`` has
+passed since the previous frame, which caps the rate at the source (Chromium encodes no frame
+nobody will see; after a still spell, two may come close together).
 
 :class:`LiveView` follows one :class:`~sidekick.browser.context.SessionBrowser`: when its current page
 changes (a popup, a new tab, a closed tab) the cast moves to the new page, and frames the old page
