@@ -372,6 +372,9 @@ class Planner:
             return Reply.tool_call("navigate", {"url": url.group(0) if url else ""})
         last = results[-1] if results else ""
         if last.startswith("Error"):
+            tool, args = calls[-1]
+            if tool == "click" and not args.get("force") and "repeat with force=true" in last:
+                return Reply.tool_call("click", {**args, "force": True})  # as the error suggests
             self.problems.append(last[:300])
             return Reply.text(f"I could not finish: {last[:200]}")
         snap = Snapshot.parse(snapshot_in(last), 0, 0)
@@ -382,8 +385,12 @@ class Planner:
                 return Reply.text("I could not find the START button.")
             return Reply.tool_call("click", {"ref": start.ref})
         instruction = instruction_of(Snapshot.parse(snapshot_in(results[1]), 0, 0))
-        decided_on = Snapshot.parse(snapshot_in(results[-2]), 0, 0) if len(results) > 2 else None
-        view = View(instruction, snap, calls[2:], decided_on)
+        # The actions after START that worked, and the snapshots read before each.
+        tried = list(zip(calls, results, strict=False))[2:]
+        done = [call for call, result in tried if not result.startswith("Error")]
+        read = [results[1], *(result for _, result in tried if not result.startswith("Error"))]
+        decided_on = Snapshot.parse(snapshot_in(read[-2]), 0, 0) if len(read) > 1 else None
+        view = View(instruction, snap, done, decided_on)
         action = _plan(view)
         if action is None:
             if not view.done:
