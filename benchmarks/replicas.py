@@ -200,7 +200,12 @@ async def run_task(session: Session, url: str, site: LocalSite, balancer: Balanc
         if await page.locator(ERROR).count():
             session.error = "error box: " + (await page.locator(ERROR).first.inner_text())[:300]
     except Exception as exc:  # any failure is this session's error, reported with the figures
-        session.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        session.error = describe(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """One line: the exception's type and the first line of its message."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
 
 
 async def wave(
@@ -229,7 +234,7 @@ async def reset(session: Session) -> None:
         button = session.page.get_by_role("button", name="Reset", exact=True)
         await rerun(session.page, button.click, timeout=STEP_TIMEOUT)
     except Exception as exc:
-        session.error = session.error or f"Reset: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        session.error = session.error or f"Reset: {describe(exc)}"
 
 
 # -- the replicas' processes ------------------------------------------------------------------------
