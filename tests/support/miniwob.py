@@ -375,6 +375,9 @@ class Planner:
             tool, args = calls[-1]
             if tool == "click" and not args.get("force") and "repeat with force=true" in last:
                 return Reply.tool_call("click", {**args, "force": True})  # as the error suggests
+            listed = re.search(r"visible elements match .*?\(CSS '([^']+)'\)", last)
+            if tool == "click" and listed:
+                return Reply.tool_call("click", {"target": listed.group(1)})  # the first of the matches
             self.problems.append(last[:300])
             return Reply.text(f"I could not finish: {last[:200]}")
         snap = Snapshot.parse(snapshot_in(last), 0, 0)

@@ -58,6 +58,18 @@ ROLES: dict[Kind, frozenset[str]] = {
     "select": frozenset({"combobox", "listbox"}),
 }
 MAX_LISTED = 8
+# A CSS selector naming only ``el``: from the nearest ancestor with an id (or the body), tag names
+# with :nth-of-type where siblings share one. For matches the snapshot has no ref for.
+_CSS_PATH_JS = """el => {
+  const parts = [];
+  for (let e = el; e && e.parentElement; e = e.parentElement) {
+    if (e.id && /^[A-Za-z][\\w-]*$/.test(e.id)) { parts.unshift('#' + e.id); break; }
+    const same = Array.from(e.parentElement.children).filter(c => c.tagName === e.tagName);
+    const tag = e.tagName.toLowerCase();
+    parts.unshift(same.length > 1 ? `${tag}:nth-of-type(${same.indexOf(e) + 1})` : tag);
+  }
+  return parts.join(' > ');
+}"""
 
 # A selector rather than words: it has CSS punctuation, or is one lowercase tag name such as "button".
 _CSS_HINT = re.compile(r"[#.\[\]>=:*~]|^[a-z][a-z0-9-]*$")
@@ -225,12 +237,12 @@ async def _visible(locator: Locator, call: Call, *, lenient: bool = False) -> Lo
 async def _only(locator: Locator, what: str, call: Call) -> Found:
     count = await call(lambda p: locator.count(), "Counting the matches")
     if count > 1:
-        script = f"els => els.slice(0, {MAX_LISTED}).map({_DESCRIBE_JS})"
+        script = f"els => els.slice(0, {MAX_LISTED}).map(el => [...({_DESCRIBE_JS})(el), ({_CSS_PATH_JS})(el)])"
         names = await call(lambda p: locator.evaluate_all(script), "Describing the matches")
-        listed = "; ".join(_label(role, name) for role, name in names)
+        listed = "; ".join(f"{_label(role, name)} (CSS {line(css, 300)!r})" for role, name, css in names)
         raise ToolError(
-            f"{count} visible elements match {what}: {listed}. Take a snapshot and name one by its ref, or use a "
-            "more specific CSS selector."
+            f"{count} visible elements match {what}: {listed}. Name one by its CSS selector as the target, or take "
+            "a snapshot and name it by its ref."
         )
     role, name = await call(lambda p: locator.evaluate(_DESCRIBE_JS), "Describing the element")
     return Found(locator.first, _label(role, name))
