@@ -140,8 +140,10 @@ class View:
         return [n for n in self.snap.nodes.values() if n.role == role]
 
     def named(self, role: str, name: str) -> Node | None:
-        want = name.casefold()
-        return next((n for n in self.nodes(role) if n.name.casefold() == want), None)
+        """The element of ``role`` called ``name``: in the same case first ("no" beside "No")."""
+        nodes = self.nodes(role)
+        exact = next((n for n in nodes if n.name == name), None)
+        return exact or next((n for n in nodes if n.name.casefold() == name.casefold()), None)
 
     def count(self, name: str) -> int:
         return sum(1 for tool, _ in self.done if tool == name)
