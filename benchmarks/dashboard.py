@@ -23,12 +23,13 @@ the same context (a warm cache).
 **frame visible** (ms): one chat turn in which the fake model asks for ``--screens`` steps, each
 ``navigate`` to its own page ``/bench/k``. That page paints its own wall clock (``performance.timeOrigin
 + performance.now()`` as its script runs, just before its first paint, in Sidekick's Chromium) into
-its top rows as a code of 32 black and white blocks, and a second row with the same blocks inverted.
-Chromium's screencast sends the frame (JPEG); the dashboard's live view shows it. In the watching tab a
-``MutationObserver`` sees each new live-view image; once it has loaded, a canvas reads the code back
-from its pixels (a frame whose two rows do not mirror each other is a frame of another page, not a
-sample): *visible* is the load (wall clock of the watching Chromium) minus the painted clock, the
-first frame of each page only. It includes the frame rate cap (``SIDEKICK_LIVE_FPS``): Chromium
+its top row as a code of black and white blocks (the clock's low 32 bits and the page's number),
+and a second row with the same blocks inverted. Chromium's screencast sends the frame (JPEG); the
+dashboard's live view shows it. In the watching tab a ``MutationObserver`` sees each new live-view
+image; once it has loaded, a canvas reads the code back from its pixels (a frame whose two rows do
+not mirror each other, or with another page's number, such as the last page still shown while this
+one loads, is not a sample): *visible* is the load (wall clock of the watching Chromium) minus the
+painted clock, the first frame of each page only. It includes the frame rate cap (``SIDEKICK_LIVE_FPS``): Chromium
 sends a frame at most that often. Checked with the result: the watching Chromium's clock against
 ``time.time()`` (the reading with the shortest round trip).
 
@@ -74,6 +75,7 @@ from typing import Any
 
 import psutil
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from benchmarks import cli
 from benchmarks.cli import p95, sig
@@ -99,6 +101,7 @@ TARGET_VISIBLE_P95_MS = 250.0
 TARGET_LOAD_P95_MS = 1000.0
 HOLD_S = 8.0  # the model's time to answer after the last page, while its tab watches the still page
 CPU_WINDOW_S = 4.0
+OPENING_AT_ONCE = 5  # load mode: tabs loading the dashboard at a time (then all run their task at once)
 TARGET_RESET_S = 1.0
 VIEWPORT = ViewportSize(width=1280, height=900)
 STEP_TIMEOUT = 60.0  # seconds for any one wait; a hang is an error, not a data point
@@ -106,8 +109,9 @@ RESET_TIMEOUT = 15.0
 POLL = 0.01  # seconds between process counts after Reset
 QUIET = 1.5  # seconds without an exit (after the Reset run ended) that end the watch
 CRITERIA = "The answer says how many pages were visited"
-CODE_BITS = 32
-CODE_PX = 36  # one block of the painted clock, in CSS pixels of the 1280-pixel-wide page
+CODE_BITS = 32  # the painted clock's low bits; then PAGE_BITS of the page's number
+PAGE_BITS = 8
+CODE_PX = 30  # one block of the code, in CSS pixels of the 1280-pixel-wide page
 
 BENCH_PAGE = """<html><head><title>Bench {k}</title></head>
 <body style="margin: 0; font: 48px sans-serif; background: hsl({hue}, 60%, 85%)">
@@ -115,11 +119,12 @@ BENCH_PAGE = """<html><head><title>Bench {k}</title></head>
 <h1>Bench {k}</h1><p>Page {k} of the dashboard benchmark.</p>
 <script>
   const painted = Math.round(performance.timeOrigin + performance.now()) % 2 ** {bits};
+  const code = painted + ({k} % 2 ** {page_bits}) * 2 ** {bits};
   for (const [id, one] of [["code", "#000"], ["mirror", "#fff"]]) {{
     const row = document.getElementById(id);
     row.style.cssText = "display: flex; height: {px}px";
-    for (let i = 0; i < {bits}; i++) {{
-      const bit = Math.floor(painted / 2 ** i) % 2;
+    for (let i = 0; i < {bits} + {page_bits}; i++) {{
+      const bit = Math.floor(code / 2 ** i) % 2;
       const block = document.createElement("div");
       block.style.cssText = `width: {px}px; background: ${{bit ? one : (one === "#000" ? "#fff" : "#000")}}`;
       row.appendChild(block);
@@ -159,7 +164,7 @@ DOM_READY_JS = "() => performance.getEntriesByType('navigation')[0]?.domContentL
 # Frame visible: each new live-view image, once loaded, read back through a canvas: the page's
 # painted clock (the first frame of each page k), and when it loaded. Wall-clock milliseconds.
 LIVE_JS = """
-([width, px, bits]) => {
+([width, px, bits, pageBits]) => {
   const w = window.__bench = {painted: {}, loaded: {}, frames: 0};
   const seen = new Set();
   const now = () => performance.timeOrigin + performance.now();
@@ -174,13 +179,13 @@ LIVE_JS = """
       const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
       return (r + g + b) / 3 < 128;
     };
-    let low = 0;
-    for (let i = 0; i < bits; i++) {
+    let code = 0;
+    for (let i = 0; i < bits + pageBits; i++) {
       const bit = dark(i, 0);
-      if (bit === dark(i, 1)) return null;  // not this page's code: another page's frame
-      if (bit) low += 2 ** i;
+      if (bit === dark(i, 1)) return null;  // no code: a page caught while it loads
+      if (bit) code += 2 ** i;
     }
-    return low;
+    return [code % 2 ** bits, Math.floor(code / 2 ** bits)];
   };
   const check = () => {
     for (const box of document.querySelectorAll("[class*='st-key-live-view-']")) {
@@ -190,9 +195,11 @@ LIVE_JS = """
       seen.add(src);
       const loaded = () => {
         if (img.src !== src) return;
-        const at = now(), low = read(img);
+        const at = now(), code = read(img);
         w.frames++;
-        if (low === null || k in w.loaded) return;
+        // The caption names the session's page now; the pixels may still be the last page's.
+        if (code === null || code[1] !== Number(k) % 2 ** pageBits || k in w.loaded) return;
+        const low = code[0];
         const span = 2 ** bits;
         w.painted[k] = at - (((at - low) % span) + span) % span;
         w.loaded[k] = at;
@@ -206,7 +213,10 @@ LIVE_JS = """
   check();
 }
 """
-LIVE_ARGS = [1280, CODE_PX, CODE_BITS]  # the bench page's width, a block's size, the bits
+LIVE_ARGS = [1280, CODE_PX, CODE_BITS, PAGE_BITS]  # the bench page's width, a block's size, the bits
+
+LAST_PAGE_JS = """(k) => Array.from(document.querySelectorAll("[class*='st-key-live-view-']"))
+  .some((box) => box.textContent.trim().endsWith("/bench/" + k))"""
 
 CLICK_JS = """
 () => {
@@ -436,7 +446,9 @@ async def live_turn(page: Page, server: DashboardServer, model: ScriptedModel, r
     started = time.monotonic()
     await box.press("Enter")
     budget = (STEP_TIMEOUT + 5 * model.screens) * 1000
-    await page.wait_for_function(f"window.__bench.loaded['{model.screens}'] !== undefined", timeout=budget)
+    await page.wait_for_function(LAST_PAGE_JS, arg=model.screens, timeout=budget)
+    with contextlib.suppress(PlaywrightTimeoutError):  # its frame read back, if it is (else: not a sample)
+        await page.wait_for_function(f"window.__bench.loaded['{model.screens}'] !== undefined", timeout=5000)
     frames = int(await page.evaluate("window.__bench.frames"))
     results.still.watched_pct = await cpu_percent(server, CPU_WINDOW_S)
     results.still.watched_frames = int(await page.evaluate("window.__bench.frames")) - frames
@@ -575,7 +587,7 @@ async def run(screens: int, repeats: int, app: str | None = None) -> Results:
 
 
 def bench_page(k: int) -> str:
-    return BENCH_PAGE.format(k=k, hue=(k * 47) % 360, bits=CODE_BITS, px=CODE_PX)
+    return BENCH_PAGE.format(k=k, hue=(k * 47) % 360, bits=CODE_BITS, page_bits=PAGE_BITS, px=CODE_PX)
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -585,13 +597,14 @@ LIVE_VIEWS_JS = """() => {
 }"""
 
 
-async def load_tab(context: BrowserContext, url: str, model: ScriptedModel, i: int) -> tuple[list[FrameSample], str]:
-    """One tab: send the task, watch its live view until the answer is on screen; its frames, or an error."""
-    page = await open_app(context, url)
+async def load_tab(page: Page, model: ScriptedModel, i: int) -> tuple[list[FrameSample], str]:
+    """One open tab: send the task, watch its live view until the answer is on screen; its frames,
+    or what went wrong (the tab is closed either way)."""
     try:
         await page.evaluate(LIVE_JS, LIVE_ARGS)
         box = page.get_by_test_id("stChatInputTextArea")
-        await box.fill(f"Tab {i}: visit the {model.screens} bench pages one after another.")
+        task = f"Tab {i}: visit the {model.screens} bench pages one after another."
+        await box.fill(task, timeout=STEP_TIMEOUT * 1000)
         await box.press("Enter")
         try:
             await page.get_by_text(model.answer).first.wait_for(timeout=(STEP_TIMEOUT + 10 * model.screens) * 1000)
@@ -614,16 +627,22 @@ async def load_run(tabs: int, screens: int, app: str | None = None) -> dict[str,
         baseline = await stable_process_count(server)
         await first.close()
         contexts = [await browser.new_context(viewport=VIEWPORT) for _ in range(tabs)]
-        log(f"load: {tabs} tabs, {screens} pages each, at once…")
+        log(f"load: opening {tabs} tabs…")
+        opening = asyncio.Semaphore(OPENING_AT_ONCE)
+
+        async def open_tab(context: BrowserContext) -> Page:
+            async with opening:
+                return await open_app(context, server.url, timeout=STEP_TIMEOUT * 2)
+
+        pages = await asyncio.gather(*(open_tab(c) for c in contexts))
+        log(f"load: {tabs} tabs run a task of {screens} pages each, at once…")
         started = time.monotonic()
-        outcomes = await asyncio.gather(
-            *(load_tab(c, server.url, model, i) for i, c in enumerate(contexts)), return_exceptions=True
-        )
+        outcomes = await asyncio.gather(*(load_tab(p, model, i) for i, p in enumerate(pages)), return_exceptions=True)
         wall = time.monotonic() - started
         for context in contexts:
             await context.close()
         frames = [f for o in outcomes if not isinstance(o, BaseException) for f in o[0]]
-        errors = [f"{type(o).__name__}: {o}" if isinstance(o, BaseException) else o[1] for o in outcomes]
+        errors = [_first_line(o) if isinstance(o, BaseException) else o[1] for o in outcomes]
         errors = [e for e in errors if e] + model.errors()
         log("tabs closed; waiting for their sessions to be freed…")
         left = await asyncio.to_thread(
@@ -657,6 +676,10 @@ async def load_run(tabs: int, screens: int, app: str | None = None) -> dict[str,
             "machine": f"{os.cpu_count()} CPUs, 1-min load average {' → '.join(f'{v:.1f}' for v in load_average)}",
         },
     }
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 def load_table(data: dict[str, Any]) -> str:

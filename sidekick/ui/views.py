@@ -11,6 +11,7 @@ where it left off.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -270,6 +271,10 @@ class LiveArea:
         drawn_turn, drawn_all, drawn_frame = self.draw_turn(), self.draw_draft(), self.draw_screen(None)
         while state.run is not None:
             state.absorb(timeout=POLL_SECONDS)
+            # The screen first: it is what a person watches, and the turn's redraw grows with its steps.
+            frame = None if state.hidden else self.core.live_frame(self.sid)
+            if frame is not None and frame.seq != drawn_frame:
+                drawn_frame = self.draw_screen(frame)
             turn = state.current()
             events = turn.events if turn is not None else []
             steps = sum(1 for e in events if not isinstance(e, ev.AnswerDelta))
@@ -277,9 +282,6 @@ class LiveArea:
                 drawn_turn = self.draw_turn()
             if len(events) != drawn_all:
                 drawn_all = self.draw_draft()
-            frame = None if state.hidden else self.core.live_frame(self.sid)
-            if frame is not None and frame.seq != drawn_frame:
-                drawn_frame = self.draw_screen(frame)
         if self.was_live:
             st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
@@ -315,8 +317,9 @@ class LiveArea:
                 return 0
             with st.container(key=f"live-view-{frame.seq}"):  # a key once per run: one per frame
                 st.caption(f"🔴 **Live** — {frame.url}")
-                # JPEG as Chromium sent it (the default would re-encode it).
-                st.image(frame.jpeg, width="stretch", output_format="JPEG")
+                # As Chromium sent it, inline: no re-encoding, no media file to fetch (one HTTP round
+                # trip less per frame) and none left behind for every frame of a long run.
+                st.image(f"data:image/jpeg;base64,{base64.b64encode(frame.jpeg).decode()}", width="stretch")
         return frame.seq
 
 
