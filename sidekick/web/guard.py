@@ -72,6 +72,7 @@ from typing import Any, Literal
 
 from playwright.async_api import BrowserContext, Frame, Page, Request, Route, WebSocket
 
+from sidekick.closing import close_quietly
 from sidekick.errors import BrowserError
 from sidekick.web.dns import DnsCache
 from sidekick.web.http_proxy import HttpProxy, parse_listen
@@ -88,6 +89,7 @@ PROXY_REFUSED = ("net::ERR_SOCKS_CONNECTION_FAILED", "net::ERR_TUNNEL_CONNECTION
 """How Chromium fails a request a proxy refused: every SOCKS error, and a CONNECT that got no 200."""
 
 _ACTION_SECONDS = 5.0
+_LEAVE_SECONDS = 20.0  # moving a page off a denied URL: retried this long (a loaded machine is slow)
 _LISTEN_SECONDS = 5.0
 SANDBOX_SOCKET = "proxy.sock"
 
@@ -370,18 +372,26 @@ class Guard:
     async def _leave(self, page: Page, url: str) -> None:
         """Send ``page``, found at the denied ``url``, to about:blank. A new tab's own first
         navigation can interrupt that or commit after it, so it goes again while the page still
-        shows ``url``; once the page is anywhere else (a later navigation included) it is done."""
-        async with asyncio.timeout(_ACTION_SECONDS):
-            for attempt in range(5):
-                try:
-                    await page.goto("about:blank")
-                except Exception as error:
-                    if page.is_closed() or attempt == 4:
-                        raise
-                    log.debug("Leaving %s was interrupted (%r); trying again", url, error)
-                await asyncio.sleep(0.1)
-                if page.is_closed() or page.url != url:
-                    return
+        shows ``url``; once the page is anywhere else (a later navigation included) it is done. A
+        popup that cannot be moved in time (a machine under heavy load) is closed instead: no page
+        may stay on what the policy denied."""
+        try:
+            async with asyncio.timeout(_LEAVE_SECONDS):
+                for attempt in range(10):
+                    try:
+                        await page.goto("about:blank", timeout=_ACTION_SECONDS * 1000)
+                    except Exception as error:
+                        if page.is_closed() or attempt == 9:
+                            raise
+                        log.debug("Leaving %s was interrupted (%r); trying again", url, error)
+                    await asyncio.sleep(0.1)
+                    if page.is_closed() or page.url != url:
+                        return
+        except Exception:
+            if page.is_closed() or page.url != url or await page.opener() is None:
+                raise
+            log.info("A popup at a URL the web policy denies could not be moved away; closing it.")
+            await close_quietly(page.close(), _ACTION_SECONDS, "Closing a popup the web policy denied")
 
     async def _leave_pages_at(self, context: BrowserContext, url: str, seconds: float = 2.0) -> None:
         deadline = time.monotonic() + seconds
