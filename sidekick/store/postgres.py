@@ -109,6 +109,7 @@ class PostgresStore(BaseStore):
         self.statement_timeout = statement_timeout
         self._url = url
         self._password = str(conninfo_to_dict(url).get("password") or "")
+        self._async_commit = "synchronous_commit" not in str(conninfo_to_dict(url).get("options") or "")
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._migration_wait = migration_wait
@@ -157,6 +158,13 @@ class PostgresStore(BaseStore):
             "set_config('idle_in_transaction_session_timeout', %s, false)",
             (ms, ms, ms),
         )
+        if self._async_commit:
+            # The durability of Sidekick's SQLite (WAL, synchronous=NORMAL): a commit survives a
+            # crash or kill -9 of Sidekick at once, and is flushed to disk by the WAL writer within
+            # a fraction of a second, not before the commit returns (two flushes per agent step,
+            # most of PostgreSQL's cost on a busy machine). The URL's own `options=-c
+            # synchronous_commit=…` wins.
+            await conn.execute("SET synchronous_commit = off")
 
     async def _check(self, conn: Connection) -> None:
         # A connection the server may have dropped (a restart, a proxy's idle timeout) is pinged on

@@ -206,3 +206,20 @@ async def test_open_store_is_sqlite_without_a_database_url(tmp_path: Path) -> No
     async with await open_store(settings) as store:
         assert isinstance(store, SqliteStore) and store.path == tmp_path / "sidekick.sqlite"
         assert store.screenshot_budget == 7
+
+
+async def test_commits_are_asynchronous_like_sqlites_unless_the_url_says_otherwise(pg_url: str) -> None:
+    """Sidekick's sessions commit without waiting for the disk flush (SQLite's WAL + NORMAL
+    durability); a URL naming synchronous_commit in its options keeps the server's way."""
+
+    async def setting(url: str) -> str:
+        async with PostgresStore(url) as store:
+            assert store._pool is not None  # the store's own connections, as its checkpointer gets them
+            async with store._pool.connection() as conn:
+                row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+        assert row is not None
+        return str(row["synchronous_commit"])
+
+    assert await setting(pg_url) == "off"
+    separator = "&" if "?" in pg_url else "?"
+    assert await setting(f"{pg_url}{separator}options=-c%20synchronous_commit%3Don") == "on"
