@@ -188,7 +188,7 @@ LIVE_JS = """
     return [code % 2 ** bits, Math.floor(code / 2 ** bits)];
   };
   const check = () => {
-    for (const box of document.querySelectorAll("[class*='st-key-live-view-']")) {
+    for (const box of document.querySelectorAll(".st-key-live-view")) {
       const img = box.querySelector("img"), m = page.exec(box.textContent);
       if (!img || !img.src || !m || seen.has(img.src)) continue;
       const src = img.src, k = m[1];
@@ -215,7 +215,7 @@ LIVE_JS = """
 """
 LIVE_ARGS = [1280, CODE_PX, CODE_BITS, PAGE_BITS]  # the bench page's width, a block's size, the bits
 
-LAST_PAGE_JS = """(k) => Array.from(document.querySelectorAll("[class*='st-key-live-view-']"))
+LAST_PAGE_JS = """(k) => Array.from(document.querySelectorAll(".st-key-live-view"))
   .some((box) => box.textContent.trim().endsWith("/bench/" + k))"""
 
 CLICK_JS = """

@@ -270,15 +270,17 @@ class Sidekick:
         with contextlib.suppress(RuntimeStoppedError):  # the loop may stop between check and submit
             self._runtime.submit(go())
 
-    def live_frame(self, session_id: str) -> Frame | None:
-        """The newest frame of the session's browser page, for a tab watching it (never blocks).
+    def live_frame(self, session_id: str, *, newer_than: int = 0, timeout: float = 0.0) -> Frame | None:
+        """The newest frame of the session's browser page, for a tab watching it; waits up to
+        ``timeout`` s (woken by the frame's arrival) for one numbered other than ``newer_than``.
 
         Asking is watching: the session's screencast starts on the first ask (the frame comes on a
-        later one) and stops a few seconds after the last (``screencast.LEASE_SECONDS``)."""
+        later one; that ask returns None at once) and stops a few seconds after the last
+        (``screencast.LEASE_SECONDS``)."""
         live = self.live
         if self._closed or live is None:
             return None
-        return live.frame(session_id)
+        return live.frame(session_id, newer_than=newer_than, timeout=timeout)
 
     # -- the agent -----------------------------------------------------------------------------
     def start_run(

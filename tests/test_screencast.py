@@ -72,6 +72,42 @@ async def test_frames_come_when_the_page_changes_and_not_while_it_is_still(sb: S
         assert view.frame.taken_at > 0
 
 
+async def test_a_tab_waiting_for_a_newer_frame_is_woken_by_its_arrival_and_by_the_views_end(
+    sb: SessionBrowser, site: LocalSite
+) -> None:
+    """``LiveViews.frame(newer_than=, timeout=)`` from another thread (a script thread) returns when the
+    next frame comes, not at its timeout: waited with a minute's timeout, it must be back long before."""
+    await sb.goto(site.url("/still"))
+    loop = asyncio.get_running_loop()
+
+    async def browser_of(sid: str) -> SessionBrowser | None:
+        return sb
+
+    views = LiveViews(browser_of, lambda coro: loop.create_task(coro), fps=10, lease=60)
+    try:
+        view = await views.open("tab")
+        assert view is not None
+        before = await settled(view)
+        still = await asyncio.to_thread(views.frame, "tab", newer_than=before, timeout=0.3)
+        assert (still.seq if still else 0) == before, "a still page woke the tab with a frame"
+
+        waiting = asyncio.ensure_future(asyncio.to_thread(views.frame, "tab", newer_than=before, timeout=60))
+        await sb.page.evaluate("document.getElementById('h').textContent = 'Changed'")
+        await wait_until(lambda: waiting.done(), timeout=10, what="the waiting tab woken by the new frame")
+        frame = await waiting
+        assert frame is not None and frame.seq > before
+
+        last = await settled(view)
+        ending = asyncio.ensure_future(asyncio.to_thread(view.newer, last, 60))
+        await asyncio.sleep(0.2)  # the tab is waiting now (or soon; an ended view does not wait)
+        await views.stop("tab")
+        await wait_until(lambda: ending.done(), timeout=10, what="the waiting tab woken by the view's end")
+        ended = await ending
+        assert ended is not None and ended.seq == last  # the last frame: nothing newer came
+    finally:
+        await views.aclose()
+
+
 async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(
     sb: SessionBrowser, site: LocalSite
 ) -> None:

@@ -13,10 +13,12 @@ sends meanwhile are dropped. It ends itself when nobody has asked for a frame fo
 closes (Reset, idle, the session's end).
 
 :class:`LiveViews` keeps one view per session for the facade. :meth:`LiveViews.frame` may be called
-from any thread (the dashboard's script threads): it reads the newest frame, renews the view's
-lease and, when there is no view yet, asks the loop thread to open one. Everything else runs on the
-loop thread. Every path that ends a view stops its screencast, bounded: the lease running out, the
-browser closing, :meth:`LiveViews.stop` (Reset, the tab's end) and :meth:`LiveViews.aclose` (exit).
+from any thread (the dashboard's script threads): it reads the newest frame (waiting a little for
+a newer one than the tab has drawn: the frame callback wakes it, so a tab draws a frame as soon as
+it comes, not at its next poll), renews the view's lease and, when there is no view yet, asks the
+loop thread to open one. Everything else runs on the loop thread. Every path that ends a view stops
+its screencast, bounded: the lease running out, the browser closing, :meth:`LiveViews.stop` (Reset,
+the tab's end) and :meth:`LiveViews.aclose` (exit).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -105,8 +108,9 @@ class Screencast:
 class LiveView:
     """The screencast of whichever page is a session's current one, while someone watches.
 
-    States: new → live → ended (final). Lives on the loop thread; :attr:`frame` and :meth:`watched`
-    are safe from any thread (one attribute read or write each).
+    States: new → live → ended (final). Lives on the loop thread; :attr:`frame`, :meth:`watched` and
+    :meth:`newer` are safe from any thread (``newer`` waits on a condition the loop thread notifies
+    with each frame kept, and at the end).
     """
 
     def __init__(self, browser: SessionBrowser, *, fps: float, lease: float = LEASE_SECONDS) -> None:
@@ -117,6 +121,7 @@ class LiveView:
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self.frame: Frame | None = None
+        self._fresh = threading.Condition()
         self.watched_at = time.monotonic()
         self.ended = False
         self.casts = 0  # pages cast so far (a popup or a tab switch starts another)
@@ -131,6 +136,16 @@ class LiveView:
 
     def watched(self) -> None:
         self.watched_at = time.monotonic()
+
+    def newer(self, seq: int, timeout: float) -> Frame | None:
+        """The newest frame, waiting up to ``timeout`` s for one whose number is not ``seq`` (any thread)."""
+        with self._fresh:
+            self._fresh.wait_for(lambda: self.ended or (self.frame is not None and self.frame.seq != seq), timeout)
+            return self.frame
+
+    def _wake(self) -> None:
+        with self._fresh:  # held only by waiters between checks: never long on the loop thread
+            self._fresh.notify_all()
 
     async def start(self) -> None:
         await self._follow()
@@ -168,6 +183,7 @@ class LiveView:
             return False
         self._seq += 1
         self.frame = Frame(jpeg=jpeg, seq=self._seq, taken_at=taken_at, url=page.url)
+        self._wake()
         return True
 
     async def _watch(self) -> None:
@@ -183,6 +199,7 @@ class LiveView:
 
     async def _end(self) -> None:
         self.ended = True
+        self._wake()
         cast, self._cast = self._cast, None
         if cast is not None:
             await cast.aclose()
@@ -222,12 +239,14 @@ class LiveViews:
     def view(self, session_id: str) -> LiveView | None:
         return self._views.get(session_id)
 
-    def frame(self, session_id: str) -> Frame | None:
-        """The newest frame of the session's page (any thread); opens the view if there is none."""
+    def frame(self, session_id: str, *, newer_than: int = 0, timeout: float = 0.0) -> Frame | None:
+        """The newest frame of the session's page (any thread), waiting up to ``timeout`` s for one
+        numbered other than ``newer_than`` while the view is live; opens the view if there is none
+        (then it returns None at once)."""
         view = self._views.get(session_id)
         if view is not None and not view.ended:
             view.watched()
-            return view.frame
+            return view.newer(newer_than, timeout) if timeout > 0 else view.frame
         now = time.monotonic()
         if not self._closed and now - self._asked.get(session_id, 0.0) >= REOPEN_SECONDS:
             self._asked[session_id] = now

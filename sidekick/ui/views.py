@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -259,6 +260,9 @@ class LiveArea:
         self.core, self.sid, self.state = core, sid, state
         self.turn_slot, self.draft_slot, self.shot_slot = turn_slot, draft_slot, shot_slot
         self.was_live = state.run is not None
+        self.live_slots: tuple[Any, Any] | None = None  # the live view's caption and image, once drawn
+        self.live_url = ""  # the URL its caption shows
+        self.live_steps: Steps | None = None  # the drawn turn's steps box, which new steps go to
 
     def show(self) -> None:
         st.fragment(self.follow, run_every=RESUME_SECONDS if self.was_live else None)()
@@ -268,34 +272,47 @@ class LiveArea:
         state.absorb()
         if self.was_live and state.run is None:
             st.rerun()  # the run ended while nobody followed it: draw the page as it is now
+        self.live_slots = None
         drawn_turn, drawn_all, drawn_frame = self.draw_turn(), self.draw_draft(), self.draw_screen(None)
         while state.run is not None:
-            state.absorb(timeout=POLL_SECONDS)
-            # The screen first: it is what a person watches, and the turn's redraw grows with its steps.
-            frame = None if state.hidden else self.core.live_frame(self.sid)
-            if frame is not None and frame.seq != drawn_frame:
+            # Wait up to POLL_SECONDS in all for something new: a frame wakes the wait at once (the
+            # screen first: it is what a person watches, and the turn's redraw grows with its steps);
+            # without a live view yet, the run's next event does.
+            started = time.monotonic()
+            frame = None if state.hidden else self.core.live_frame(
+                self.sid, newer_than=drawn_frame, timeout=POLL_SECONDS
+            )
+            fresh = frame is not None and frame.seq != drawn_frame
+            state.absorb(timeout=0.0 if fresh else max(0.0, POLL_SECONDS - (time.monotonic() - started)))
+            if frame is not None and fresh:
                 drawn_frame = self.draw_screen(frame)
             turn = state.current()
             events = turn.events if turn is not None else []
-            steps = sum(1 for e in events if not isinstance(e, ev.AnswerDelta))
-            if steps != drawn_turn:
-                drawn_turn = self.draw_turn()
+            shown = shown_events(events)
+            if len(shown) != drawn_turn:
+                new_steps = all(isinstance(e, STEP_EVENTS) for e in shown[drawn_turn:])
+                if new_steps and self.live_steps is not None and drawn_turn < len(shown):
+                    self.live_steps.add(events)  # only the new lines: the rest of the turn is as drawn
+                    drawn_turn = len(shown)
+                else:
+                    drawn_turn = self.draw_turn()
             if len(events) != drawn_all:
                 drawn_all = self.draw_draft()
         if self.was_live:
             st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
     def draw_turn(self) -> int:
-        """The current turn; returns how many of its events (streamed pieces aside) it showed."""
+        """The current turn, all of it; returns how many of its events it showed (:func:`shown_events`)."""
         state, turn = self.state, self.state.current()
+        self.live_steps = None
         with self.turn_slot.container():
             if turn is None:
                 return 0
             live_now = state.run is not None
             download = None if live_now else partial(download_run, self.core, state, turn)
-            render_turn(turn, live=live_now, download=download)
+            self.live_steps = render_turn(turn, live=live_now, download=download)
             approval_buttons(self.core, self.sid, state)
-        return sum(1 for e in turn.events if not isinstance(e, ev.AnswerDelta))
+        return len(shown_events(turn.events))
 
     def draw_draft(self) -> int:
         """The answer as the model writes it; returns how many events it has seen."""
@@ -310,16 +327,26 @@ class LiveArea:
 
     def draw_screen(self, frame: Frame | None) -> int:
         """The live frame while a run is live (until the first comes: the latest screenshot), else the
-        turn's screenshots; returns the frame's number (0: none)."""
-        with self.shot_slot.container():
-            if frame is None or self.state.run is None:
+        turn's screenshots; returns the frame's number (0: none).
+
+        The first frame of a fragment run draws the live view's one keyed container (a key once per
+        run), holding a slot for the caption and one for the image; each later frame replaces the
+        image in its slot (the page's ``<img>`` gets a new ``src``; nothing else is sent or redrawn)."""
+        if frame is None or self.state.run is None:
+            self.live_slots = None
+            with self.shot_slot.container():
                 screenshot_view(self.state)
-                return 0
-            with st.container(key=f"live-view-{frame.seq}"):  # a key once per run: one per frame
-                st.caption(f"🔴 **Live** — {frame.url}")
-                # As Chromium sent it, inline: no re-encoding, no media file to fetch (one HTTP round
-                # trip less per frame) and none left behind for every frame of a long run.
-                st.image(f"data:image/jpeg;base64,{base64.b64encode(frame.jpeg).decode()}", width="stretch")
+            return 0
+        if self.live_slots is None:
+            with self.shot_slot.container(key="live-view"):
+                self.live_slots, self.live_url = (st.empty(), st.empty()), ""
+        caption, image = self.live_slots
+        if self.live_url != frame.url:
+            self.live_url = frame.url
+            caption.caption(f"🔴 **Live** — {frame.url}")
+        # As Chromium sent it, inline: no re-encoding, no media file to fetch (one HTTP round trip
+        # less per frame) and none left behind for every frame of a long run.
+        image.image(f"data:image/jpeg;base64,{base64.b64encode(frame.jpeg).decode()}", width="stretch")
         return frame.seq
 
 
@@ -345,7 +372,8 @@ def download_run(core: Sidekick, state: TabState, turn: Turn) -> None:
     )
 
 
-def render_turn(turn: Turn, *, live: bool, download: Callable[[], None] | None = None) -> None:
+def render_turn(turn: Turn, *, live: bool, download: Callable[[], None] | None = None) -> Steps | None:
+    """One turn; returns its steps' box (None: no steps shown), which a live turn's new steps go to."""
     with st.chat_message("user"):
         st.markdown(turn.user)
         if turn.criteria and turn.criteria != DEFAULT_CRITERIA:
@@ -353,33 +381,73 @@ def render_turn(turn: Turn, *, live: bool, download: Callable[[], None] | None =
     with st.chat_message("assistant", avatar="🧭"):
         if turn.reply is not None and not turn.events:
             st.markdown(turn.reply)
-            return
-        steps(turn.events, live=live)
+            return None
+        drawn = steps(turn.events, live=live)
         outcome(turn.events)
         if download is not None:
             download()
+    return drawn
 
 
-def steps(events: list[ev.Event], *, live: bool) -> None:
+STEP_EVENTS = (ev.ToolCall, ev.ToolResult, ev.Blocked)
+"""The events a live turn's steps box draws by itself as they come (:meth:`Steps.add`)."""
+
+
+def steps(events: list[ev.Event], *, live: bool) -> Steps | None:
     calls = [e for e in events if isinstance(e, ev.ToolCall)]
-    results = {e.call_id: e for e in events if isinstance(e, ev.ToolResult)}
     blocked = [e for e in events if isinstance(e, ev.Blocked)]
-    failed = any(isinstance(e, ev.ErrorEvent | ev.Cancelled) for e in events)
     if not calls and not blocked and not live:
-        return
-    label = f"Working… {len(calls)} step{'s' if len(calls) != 1 else ''}" if live else (
-        f"{len(calls)} step{'s' if len(calls) != 1 else ''}" + (f", {len(blocked)} blocked" if blocked else "")
+        return None
+    failed = any(isinstance(e, ev.ErrorEvent | ev.Cancelled) for e in events)
+    box = st.status(
+        Steps.label(len(calls), len(blocked), live=live),
+        state="running" if live else "error" if failed else "complete",
+        expanded=live,
     )
-    with st.status(label, state="running" if live else "error" if failed else "complete", expanded=live):
+    with box:
+        drawn = Steps(box, st.container(), st.container(), live=live)
+    drawn.add(events)
+    return drawn
+
+
+class Steps:
+    """A turn's steps box: a slot per tool call (redrawn once when its result comes) above a line per
+    blocked request. :meth:`add` draws only what is new, so a live turn's step costs a line or two,
+    not the whole turn again."""
+
+    def __init__(self, box: Any, calls: Any, blocked: Any, *, live: bool) -> None:
+        self.box, self.calls, self.blocked, self.live = box, calls, blocked, live
+        self.slots: dict[str, Any] = {}  # call id -> its slot
+        self.finished: set[str] = set()  # calls drawn with their result
+        self.blocked_drawn = 0
+
+    @staticmethod
+    def label(calls: int, blocked: int, *, live: bool) -> str:
+        count = f"{calls} step{'s' if calls != 1 else ''}"
+        return f"Working… {count}" if live else count + (f", {blocked} blocked" if blocked else "")
+
+    def add(self, events: list[ev.Event]) -> None:
+        calls = [e for e in events if isinstance(e, ev.ToolCall)]
+        results = {e.call_id: e for e in events if isinstance(e, ev.ToolResult)}
+        blocked = [e for e in events if isinstance(e, ev.Blocked)]
+        if self.live and len(calls) != len(self.slots):
+            self.box.update(label=Steps.label(len(calls), len(blocked), live=True))
         for call in calls:
             result = results.get(call.call_id)
-            mark = "⏳" if result is None else "✅" if result.ok else "⚠️"
-            seconds = f" · {result.seconds:.1f} s" if result else ""
-            st.markdown(f"{mark} **{call.name}** `{short_args(call.args)}`{seconds}")
-            if result is not None:
-                st.caption(first_line(result.output))
-        for b in blocked:
-            st.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
+            if call.call_id in self.finished or (call.call_id in self.slots and result is None):
+                continue
+            if call.call_id not in self.slots:
+                self.slots[call.call_id] = self.calls.empty()
+            with self.slots[call.call_id].container():
+                mark = "⏳" if result is None else "✅" if result.ok else "⚠️"
+                seconds = f" · {result.seconds:.1f} s" if result else ""
+                st.markdown(f"{mark} **{call.name}** `{short_args(call.args)}`{seconds}")
+                if result is not None:
+                    st.caption(first_line(result.output))
+                    self.finished.add(call.call_id)
+        for b in blocked[self.blocked_drawn :]:
+            self.blocked.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
+        self.blocked_drawn = len(blocked)
 
 
 # The page says when it is hidden or shown again (another browser tab, a minimised window) by pressing
@@ -404,6 +472,11 @@ def watch_visibility(state: TabState) -> None:
         if st.button("Tab shown", key="live-shown"):
             state.hidden = False
         st.html(VISIBILITY_HTML, unsafe_allow_javascript=True)
+
+
+def shown_events(events: list[ev.Event]) -> list[ev.Event]:
+    """The events a turn's drawing shows (the streamed pieces and the screenshots are drawn elsewhere)."""
+    return [e for e in events if not isinstance(e, ev.AnswerDelta | ev.Screenshot)]
 
 
 def draft_of(events: list[ev.Event]) -> str:

@@ -49,7 +49,7 @@ ERROR = "[data-testid='stAlertContentError']"
 TOAST = "[data-testid='stToast']"
 EXCEPTION = "[data-testid='stException']"
 CHAT_INPUT = "[data-testid='stChatInputTextArea']"
-LIVE_VIEW = "[class*='st-key-live-view-']"
+LIVE_VIEW = ".st-key-live-view"
 """The live view of the session's browser page (``views.LiveArea``): a caption and the newest frame."""
 RUN_TIMEOUT_MS = 60_000  # one turn, with a browser context to open, on a loaded 2-core machine
 
