@@ -69,12 +69,12 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 
 from benchmarks import cli
 from benchmarks.cli import p95, ratio, sig
+from tests.support.child import is_alive
 from tests.support.dashboard import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ERROR,
     DashboardServer,
-    is_alive,
     open_app,
     rerun,
     sidekick_server,

@@ -13,7 +13,7 @@ import pytest
 from sidekick.config import Settings
 from sidekick.events import Cancelled, Finished
 from sidekick.facade import Sidekick
-from tests.support.dashboard import free_port
+from tests.support.child import free_port
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
 from tests.support.runs import verdict

@@ -22,7 +22,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.support.dashboard import free_port, is_alive
+from tests.support.child import free_port, is_alive
 from tests.support.oidc import ACCOUNTS, ALICE, Account, OidcProvider
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,6 +15,7 @@ import psutil
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.support.child import is_alive
 from tests.support.dashboard import (
     ERROR,
     EXCEPTION,
@@ -22,7 +23,6 @@ from tests.support.dashboard import (
     TOAST,
     DashboardServer,
     Tabs,
-    is_alive,
     metric,
     open_address,
     open_app,

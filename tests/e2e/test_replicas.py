@@ -19,7 +19,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from sidekick.store.postgres import PostgresStore
-from tests.support.dashboard import ERROR, IMAGE, DashboardServer, is_alive, open_app, sidekick_server, wait_idle
+from tests.support.child import is_alive
+from tests.support.dashboard import ERROR, IMAGE, DashboardServer, open_app, sidekick_server, wait_idle
 from tests.support.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.fakes.site import LocalSite
 from tests.support.postgres import Cluster, cluster_or_skip

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
+from tests.support.child import free_port
 from tests.support.dashboard import (
     CHAT_INPUT,
     EXCEPTION,
@@ -27,7 +28,6 @@ from tests.support.dashboard import (
     TOAST,
     DashboardServer,
     first_run,
-    free_port,
     open_app,
     save_artifact,
     save_artifacts,

@@ -6,8 +6,7 @@ the subclass's readiness probe answers (or the child exits, which is reported wi
 stops it by PID: a signal, SIGKILL only if it lingers, and then whatever it left behind (its
 descendants, remembered before the signal) is killed once a grace period has passed.
 
-The OIDC provider (``tests.support.oidc``) is one; so could the dashboard be
-(``tests.support.dashboard``).
+The OIDC provider (``tests.support.oidc``) and the dashboard (``tests.support.dashboard``) are two.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -26,7 +26,22 @@ from typing import IO
 import psutil
 
 from tests.support.commands import REPO_ROOT
-from tests.support.dashboard import free_port, is_alive
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now (a child may still lose it to another process: see :class:`PortTaken`)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_alive(proc: psutil.Process) -> bool:
+    """Still running, and the same process (``is_running`` compares creation times, so PID reuse is safe)."""
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
 
 Probe = Callable[[urllib.request.OpenerDirector], bool]
 """Is the child ready? Given an opener that never uses a proxy; URL and OS errors count as no."""

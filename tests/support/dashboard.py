@@ -15,26 +15,23 @@ finished (an init script watches that attribute) and :func:`rerun` waits for the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import psutil
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.config import Settings
 from sidekick.procs import ProcessReport, browser_processes
+from tests.support.child import ChildServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -64,21 +61,7 @@ _FINISHED_SINCE = f"""(before) => window.__finishedRuns > before && document.que
 
 
 # -- the server ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def is_alive(proc: psutil.Process) -> bool:
-    """Still running, and the same process (``is_running`` compares creation times, so PID reuse is safe)."""
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-class DashboardServer:
+class DashboardServer(ChildServer):
     """``streamlit run streamlit_app.py`` on a free 127.0.0.1 port. States: new → running → stopped.
 
     ``env`` overrides the inherited environment; a ``None`` value removes the variable. The server's
@@ -86,6 +69,8 @@ class DashboardServer:
     ``port`` fixes the port instead (for secrets that must name it before the start, such as
     ``[auth]``'s redirect URI); it is tried once, as nobody else can choose it for us.
     """
+
+    what = "The dashboard"
 
     def __init__(
         self,
@@ -97,42 +82,16 @@ class DashboardServer:
         startup_timeout: float = 60.0,
         port: int | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
+        super().__init__(workdir, startup_timeout=startup_timeout)
         self.env = dict(env or {})
         self.args = list(args)
         self.app = app
-        self.startup_timeout = startup_timeout
         self.fixed_port = port
-        self.port: int | None = port
-        self.killed = False  # stop() had to SIGKILL the server
-        self.leftovers: list[int] = []  # descendants that outlived the server and were killed by close()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._descendants: list[psutil.Process] = []
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "server.log"
+        self.port = port
 
     @property
     def url(self) -> str:
-        assert self.port is not None, "the server was not started"
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None, "the server was not started"
-        return self._proc.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self._proc is None else self._proc.poll()
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return f"{self.origin}/"
 
     def browser_processes(self, *, memory: bool = False) -> ProcessReport:
         """Chromium and Playwright-driver processes descending from the server (never anyone else's)."""
@@ -150,7 +109,6 @@ class DashboardServer:
 
     def start(self, attempts: int = 3) -> DashboardServer:
         assert self._proc is None, "a DashboardServer starts once"
-        self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         for key, value in self.env.items():
@@ -158,93 +116,33 @@ class DashboardServer:
                 env.pop(key, None)
             else:
                 env[key] = value
-        if self.fixed_port is not None:
-            attempts = 1
-        for attempt in range(1, attempts + 1):
-            self.port = self.fixed_port or free_port()
-            self._log = open(self.log_path, "ab")  # closed by close()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", self.app,
-                 "--server.headless", "true", "--server.port", str(self.port),
-                 "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                 "--server.fileWatcherType", "none", *self.args],
-                cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            try:
-                self._wait_healthy()
-                return self
-            except _PortTaken:
-                # Another process took the free port between our probe and the server's bind.
-                self.close()
-                self._proc, self.killed = None, False
-                if self.fixed_port is not None:
-                    raise RuntimeError(f"Port {self.fixed_port} is taken.\n{self.output()}") from None
-                if attempt == attempts:
-                    raise RuntimeError(f"No free port after {attempts} attempts.\n{self.output()}") from None
-            except BaseException:
-                self.close()
-                raise
-        raise AssertionError("unreachable")
 
-    def _wait_healthy(self) -> None:
-        assert self._proc is not None
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
-        health = f"{self.url}_stcore/health"
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                out = self.output()
-                if re.search(r"already in use|address in use", out, re.IGNORECASE):
-                    raise _PortTaken
-                raise RuntimeError(f"The dashboard exited with code {self._proc.returncode} on start:\n{out}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with opener.open(health, timeout=2) as reply:
-                    if reply.read().decode().strip() == "ok":
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"The dashboard was not healthy within {self.startup_timeout:g} s:\n{self.output()}")
+        def command(port: int) -> list[str]:
+            return [sys.executable, "-m", "streamlit", "run", self.app,
+                    "--server.headless", "true", "--server.port", str(port),
+                    "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+                    "--server.fileWatcherType", "none", *self.args]  # fmt: skip
+
+        self._start(command, self._healthy, env=env, port=self.fixed_port, attempts=attempts)
+        return self
+
+    def _healthy(self, opener: urllib.request.OpenerDirector) -> bool:
+        with opener.open(f"{self.url}_stcore/health", timeout=2) as reply:
+            return bool(reply.read().decode().strip() == "ok")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send ``sig``, wait for the server to exit, SIGKILL it only if it does not. Returns its exit code.
 
         It remembers the server's descendants first, so :meth:`close` can reap any it left behind.
         """
-        proc = self._proc
-        if proc is None:
+        code = self._signal(sig, timeout)
+        if code is None:
             raise RuntimeError("the server was not started")
-        if proc.poll() is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                self._descendants = psutil.Process(proc.pid).children(recursive=True)
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.killed = True
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return code
 
     def close(self, grace: float = 10.0) -> None:
         """Stop the server and reap what it left: descendants still alive ``grace`` s later are killed."""
-        if self._proc is not None:
-            self.stop()
-            deadline = time.monotonic() + grace
-            while any(is_alive(p) for p in self._descendants) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            for proc in self._descendants:
-                if is_alive(proc):  # ours: they descend from the server this harness started
-                    self.leftovers.append(proc.pid)
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        proc.kill()
-            self._descendants = []
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-class _PortTaken(Exception):
-    pass
+        self._stop(grace)
 
 
 def sidekick_server(

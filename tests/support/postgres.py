@@ -14,7 +14,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from tests.support.child import free_port
 
 MISSING = (
     "PostgreSQL's server is not installed (no /usr/lib/postgresql/*/bin/initdb): "
@@ -40,12 +41,6 @@ def server_bin() -> Path:
     if not found:
         raise PostgresUnavailable(MISSING)
     return Path(found[-1]).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.support.child import free_port
 from tests.support.commands import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "deploy" / "nginx.conf"
@@ -25,12 +26,6 @@ TEMPLATE = REPO_ROOT / "deploy" / "nginx.conf"
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Balancer:

@@ -35,15 +35,10 @@ import psutil
 from sidekick.browser.chromium import find_browser, launch_args
 from sidekick.config import Settings
 from sidekick.procs import browser_processes, kill_trees
+from tests.support.child import free_port
 
 START_SECONDS = 30.0
 STOP_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
