@@ -1,5 +1,9 @@
-"""Sidekick's dashboard. It renders only; decisions live in the ``sidekick`` package."""
+"""Sidekick's web server: the dashboard's page (``sidekick/ui/page.py``, which renders only) and the
+live view's stream (``sidekick/ui/stream.py``), one ASGI app. ``streamlit run streamlit_app.py``
+serves it (``make run``)."""
 
-from sidekick.ui.views import render
+import streamlit as st
 
-render()
+from sidekick.ui import stream
+
+app = st.App("sidekick/ui/page.py", routes=stream.routes(), middleware=stream.middleware())

@@ -25,19 +25,21 @@ the same context (a warm cache).
 + performance.now()`` as its script runs, just before its first paint, in Sidekick's Chromium) into
 its top row as a code of black and white blocks (the clock's low 32 bits and the page's number),
 and a second row with the same blocks inverted. Chromium's screencast sends the frame (JPEG); the
-dashboard's live view shows it. In the watching tab a ``MutationObserver`` sees each new live-view
-image; once it has loaded, a canvas reads the code back from its pixels (a frame whose two rows do
-not mirror each other, or with another page's number, such as the last page still shown while this
-one loads, is not a sample): *visible* is the load (wall clock of the watching Chromium) minus the
-painted clock, the first frame of each page only. It includes the frame rate cap (``SIDEKICK_LIVE_FPS``): Chromium
-sends a frame at most that often. Checked with the result: the watching Chromium's clock against
-``time.time()`` (the reading with the shortest round trip).
+dashboard's live view shows it: one ``<img>`` streaming MJPEG (``/sidekick/live/<ticket>``), which
+fires no event per frame, so the watching tab reads the image's top strip through a canvas at every
+animation frame (about every 16 ms; every ``LOAD_READ_EVERY_MS`` in load mode, so the reads add
+that much at most) and decodes the code from its pixels (a frame whose two rows do not mirror each
+other, such as a page caught while it loads, is not a sample): *visible* is the first read that
+finds page k (wall clock of the watching Chromium) minus its painted clock. It includes the frame
+rate cap (``SIDEKICK_LIVE_FPS``): Chromium sends a frame at most that often. Checked with the
+result: the watching Chromium's clock against ``time.time()`` (the reading with the shortest round trip).
 
 **watched static page** (CPU %): the last page then stays as it is while the model takes ``HOLD_S``
 seconds to answer, the tab still watching. Over ``CPU_WINDOW_S`` seconds of that, the CPU time of the
 server and its descendants (Streamlit, Sidekick, its Chromium and driver) per second of wall time,
-and the live-view frames the tab drew; the same window once the turn is over, nobody watching, is
-the baseline. (``sum of user+system time`` over the window / window, in percent of one core.)
+and the bytes the tab received on its live-view stream (Chromium's network events); the same window
+once the turn is over, nobody watching, is the baseline. (``sum of user+system time`` over the
+window / window, in percent of one core.)
 
 **load** (``--tabs N``, instead of the above): N tabs, each its own browser context (its own session),
 send a task of ``--screens`` navigations at once and watch their live views; *frame visible* as
@@ -161,23 +163,28 @@ window.__load = {connected: null, running: null, finished: null, usable: null};
 """
 DOM_READY_JS = "() => performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? null"
 
-# Frame visible: each new live-view image, once loaded, read back through a canvas: the page's
-# painted clock (the first frame of each page k), and when it loaded. Wall-clock milliseconds.
+# Frame visible: the live view's image, read back through a canvas at each animation frame (or every
+# ``every`` ms): the page's painted clock (the first frame of each page k), and when it was first read.
 LIVE_JS = """
-([width, px, bits, pageBits]) => {
-  const w = window.__bench = {painted: {}, loaded: {}, frames: 0};
-  const seen = new Set();
+([width, px, bits, pageBits, every]) => {
+  const w = window.__bench = {painted: {}, loaded: {}, reads: 0};
   const now = () => performance.timeOrigin + performance.now();
-  const page = /\\/bench\\/(\\d+)/;
+  let canvas = null, ctx = null;
+  // The live view is one <img> showing an MJPEG stream: no event says a new frame is shown, so the
+  // tab reads the image's top strip (the code's two rows) at every animation frame, or every
+  // ``every`` ms: a frame is visible at the first read that finds its code.
   const read = (img) => {
-    const scale = img.naturalWidth / width, canvas = document.createElement("canvas");
-    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-    const ctx = canvas.getContext("2d", {willReadFrequently: true});
-    ctx.drawImage(img, 0, 0);
+    const scale = img.naturalWidth / width, sw = img.naturalWidth, sh = Math.ceil(2 * px * scale);
+    if (canvas === null || canvas.width !== sw || canvas.height !== sh) {
+      canvas = document.createElement("canvas");
+      canvas.width = sw; canvas.height = sh;
+      ctx = canvas.getContext("2d", {willReadFrequently: true});
+    }
+    ctx.drawImage(img, 0, 0, sw, sh, 0, 0, sw, sh);
+    const data = ctx.getImageData(0, 0, sw, sh).data;
     const dark = (i, row) => {
-      const x = Math.floor((i + 0.5) * px * scale), y = Math.floor((row + 0.5) * px * scale);
-      const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
-      return (r + g + b) / 3 < 128;
+      const x = Math.floor((i + 0.5) * px * scale), y = Math.floor((row + 0.5) * px * scale), o = 4 * (y * sw + x);
+      return (data[o] + data[o + 1] + data[o + 2]) / 3 < 128;
     };
     let code = 0;
     for (let i = 0; i < bits + pageBits; i++) {
@@ -187,33 +194,26 @@ LIVE_JS = """
     }
     return [code % 2 ** bits, Math.floor(code / 2 ** bits)];
   };
-  const check = () => {
-    for (const box of document.querySelectorAll(".st-key-live-view")) {
-      const img = box.querySelector("img"), m = page.exec(box.textContent);
-      if (!img || !img.src || !m || seen.has(img.src)) continue;
-      const src = img.src, k = m[1];
-      seen.add(src);
-      const loaded = () => {
-        if (img.src !== src) return;
-        const at = now(), code = read(img);
-        w.frames++;
-        // The caption names the session's page now; the pixels may still be the last page's.
-        if (code === null || code[1] !== Number(k) % 2 ** pageBits || k in w.loaded) return;
-        const low = code[0];
+  const poll = () => {
+    const img = document.querySelector(".st-key-live-view img");
+    if (img && img.naturalWidth > 0) {
+      const at = now(), code = read(img);
+      w.reads++;
+      if (code !== null && !(code[1] in w.loaded)) {
         const span = 2 ** bits;
-        w.painted[k] = at - (((at - low) % span) + span) % span;
-        w.loaded[k] = at;
-      };
-      if (img.complete && img.naturalWidth > 0) loaded();
-      else img.addEventListener("load", loaded, {once: true});
+        w.painted[code[1]] = at - (((at - code[0]) % span) + span) % span;
+        w.loaded[code[1]] = at;
+      }
     }
+    if (every > 0) setTimeout(poll, every); else requestAnimationFrame(poll);
   };
-  new MutationObserver(check).observe(document.body,
-    {subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["src"]});
-  check();
+  poll();
 }
 """
-LIVE_ARGS = [1280, CODE_PX, CODE_BITS, PAGE_BITS]  # the bench page's width, a block's size, the bits
+READ_EVERY_MS = 0  # the watching tab reads its live view at every animation frame (about 16 ms)
+LOAD_READ_EVERY_MS = 50  # ... and every 50 ms in load mode, where 30 tabs read at once
+LIVE_ARGS = [1280, CODE_PX, CODE_BITS, PAGE_BITS, READ_EVERY_MS]  # the bench page's width, a block, the bits
+LOAD_LIVE_ARGS = [*LIVE_ARGS[:4], LOAD_READ_EVERY_MS]
 
 LAST_PAGE_JS = """(k) => Array.from(document.querySelectorAll(".st-key-live-view"))
   .some((box) => box.textContent.trim().endsWith("/bench/" + k))"""
@@ -316,11 +316,35 @@ class FrameSample:
 
 @dataclass
 class StillCpu:
-    """CPU of the server and its descendants over one window (percent of one core), and frames drawn."""
+    """CPU of the server and its descendants over one window (percent of one core), and the bytes the
+    watching tab received on its live-view stream meanwhile."""
 
     watched_pct: float = 0.0
-    watched_frames: int = 0
+    watched_bytes: int = 0
     unwatched_pct: float = 0.0
+
+
+class StreamBytes:
+    """Bytes a tab has received on its live-view streams (``/sidekick/live/``), from Chromium's own
+    network events: a frame the server sends shows here whether or not it changes the picture."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._streams: set[str] = set()
+
+    async def attach(self, page: Page) -> None:
+        cdp = await page.context.new_cdp_session(page)
+        cdp.on("Network.requestWillBeSent", self._request)
+        cdp.on("Network.dataReceived", self._data)
+        await cdp.send("Network.enable")
+
+    def _request(self, event: dict[str, Any]) -> None:
+        if "/sidekick/live/" in event["request"]["url"]:
+            self._streams.add(event["requestId"])
+
+    def _data(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self._streams:
+            self.received += int(event["dataLength"])
 
 
 @dataclass(frozen=True)
@@ -441,6 +465,8 @@ async def live_turn(page: Page, server: DashboardServer, model: ScriptedModel, r
     """One chat turn of ``screens`` navigations, watched from ``page``; then the still page, watched
     (the model takes ``hold`` s to answer) and, once the turn is over, unwatched."""
     await page.evaluate(LIVE_JS, LIVE_ARGS)
+    stream = StreamBytes()
+    await stream.attach(page)
     box = page.get_by_test_id("stChatInputTextArea")
     await box.fill(f"Visit the {model.screens} bench pages one after another.")
     started = time.monotonic()
@@ -449,9 +475,9 @@ async def live_turn(page: Page, server: DashboardServer, model: ScriptedModel, r
     await page.wait_for_function(LAST_PAGE_JS, arg=model.screens, timeout=budget)
     with contextlib.suppress(PlaywrightTimeoutError):  # its frame read back, if it is (else: not a sample)
         await page.wait_for_function(f"window.__bench.loaded['{model.screens}'] !== undefined", timeout=5000)
-    frames = int(await page.evaluate("window.__bench.frames"))
+    received = stream.received
     results.still.watched_pct = await cpu_percent(server, CPU_WINDOW_S)
-    results.still.watched_frames = int(await page.evaluate("window.__bench.frames")) - frames
+    results.still.watched_bytes = stream.received - received
     await page.get_by_text(model.answer).first.wait_for(timeout=budget)
     results.turn_s = time.monotonic() - started
     await wait_idle(page)
@@ -601,7 +627,7 @@ async def load_tab(page: Page, model: ScriptedModel, i: int) -> tuple[list[Frame
     """One open tab: send the task, watch its live view until the answer is on screen; its frames,
     or what went wrong (the tab is closed either way)."""
     try:
-        await page.evaluate(LIVE_JS, LIVE_ARGS)
+        await page.evaluate(LIVE_JS, LOAD_LIVE_ARGS)
         box = page.get_by_test_id("stChatInputTextArea")
         task = f"Tab {i}: visit the {model.screens} bench pages one after another."
         await box.fill(task, timeout=STEP_TIMEOUT * 1000)
@@ -718,8 +744,8 @@ def method(results: Results) -> dict[str, str]:
     return {
         "page_usable_s": "new tab in a new browser context (cold cache): navigation start to the first DOM change "
         "leaving the chat textarea enabled and the app connected and not running; after one untimed load",
-        "frame_visible_ms": "the bench page's wall clock, painted into its pixels as its script runs, to the load "
-        "in the watching tab of the first live-view frame that carries it (read back through a canvas); "
+        "frame_visible_ms": "the bench page's wall clock, painted into its pixels as its script runs, to the first "
+        "read in the watching tab (its live-view image through a canvas, at each animation frame) that finds it; "
         f"includes the frame rate cap; pages never shown: {', '.join(map(str, results.skipped)) or 'none'}",
         "still_page_cpu": f"CPU of the server and its descendants over {CPU_WINDOW_S:g} s, % of one core: a still "
         "page watched while the model thinks, then the same once nobody watches (the baseline)",
@@ -742,7 +768,7 @@ def report(results: Results) -> dict[str, Any]:
         "still_page_cpu_pct": {
             "watched": sig(results.still.watched_pct),
             "unwatched": sig(results.still.unwatched_pct),
-            "frames_drawn": results.still.watched_frames,
+            "stream_bytes_received": results.still.watched_bytes,
         },
         "reset_free_s": {"median": reset_median},
         "targets": {
@@ -794,7 +820,7 @@ def table(data: dict[str, Any], results: Results) -> str:
         + ", ".join(f"{r.count} ({r.baseline})" for r in results.resets),
         f"the turn: {results.turn_s:.1f} s from Enter to the answer on screen; pages never shown: {skipped}",
         f"a still page, watched: {results.still.watched_pct:.1f} % of a core for the server and its descendants, "
-        f"{results.still.watched_frames} frames drawn; nobody watching: {results.still.unwatched_pct:.1f} %",
+        f"{results.still.watched_bytes} bytes of frames received; nobody watching: {results.still.unwatched_pct:.1f} %",
         "",
         *(f"{key}: {text}" for key, text in data["method"].items()),
         "",

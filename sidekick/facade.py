@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
@@ -270,17 +270,39 @@ class Sidekick:
         with contextlib.suppress(RuntimeStoppedError):  # the loop may stop between check and submit
             self._runtime.submit(go())
 
-    def live_frame(self, session_id: str, *, newer_than: int = 0, timeout: float = 0.0) -> Frame | None:
-        """The newest frame of the session's browser page, for a tab watching it; waits up to
-        ``timeout`` s (woken by the frame's arrival) for one numbered other than ``newer_than``.
+    def live_frame(self, session_id: str) -> Frame | None:
+        """The newest frame of the session's browser page, at once, for a tab watching it.
 
         Asking is watching: the session's screencast starts on the first ask (the frame comes on a
-        later one; that ask returns None at once) and stops a few seconds after the last
-        (``screencast.LEASE_SECONDS``)."""
+        later one; that ask returns None) and stops a few seconds after the last ask and the last
+        stream (``screencast.LEASE_SECONDS``)."""
         live = self.live
         if self._closed or live is None:
             return None
-        return live.frame(session_id, newer_than=newer_than, timeout=timeout)
+        return live.frame(session_id)
+
+    def live_ticket(self, session_id: str) -> str | None:
+        """The name under which the tab streams its session's live view (:meth:`live_frames`); the same
+        until Reset or the tab's end. None once closed."""
+        live = self.live
+        if self._closed or live is None:
+            return None
+        return live.ticket(session_id)
+
+    def live_release(self, session_id: str) -> None:
+        """The tab no longer shows its live image: end its streams (the ticket is revoked; the next
+        :meth:`live_ticket` is a new one)."""
+        live = self.live
+        if live is not None:
+            live.release(session_id)
+
+    def live_frames(self, ticket: str) -> AsyncIterator[Frame] | None:
+        """Each new frame of the ticket's live view, for the web server's event loop (any loop); None
+        for a ticket that is unknown or revoked. Iterating is watching (see :meth:`live_frame`)."""
+        live = self.live
+        if self._closed or live is None:
+            return None
+        return live.frames(ticket)
 
     # -- the agent -----------------------------------------------------------------------------
     def start_run(

@@ -11,7 +11,7 @@ import pytest
 
 from sidekick.browser.context import SessionBrowser
 from sidekick.browser.pool import BrowserPool
-from sidekick.browser.screencast import FOLLOW_SECONDS, LiveView, LiveViews, Screencast
+from sidekick.browser.screencast import FOLLOW_SECONDS, Frame, LiveView, LiveViews, Screencast
 from tests.support.fakes.site import LocalSite
 from tests.support.waiting import wait_until
 
@@ -72,40 +72,82 @@ async def test_frames_come_when_the_page_changes_and_not_while_it_is_still(sb: S
         assert view.frame.taken_at > 0
 
 
-async def test_a_tab_waiting_for_a_newer_frame_is_woken_by_its_arrival_and_by_the_views_end(
+async def test_a_stream_gets_each_new_frame_as_it_comes_and_ends_when_its_ticket_is_revoked(
     sb: SessionBrowser, site: LocalSite
 ) -> None:
-    """``LiveViews.frame(newer_than=, timeout=)`` from another thread (a script thread) returns when the
-    next frame comes, not at its timeout: waited with a minute's timeout, it must be back long before."""
+    """``LiveViews.frames(ticket)`` (the MJPEG route's source) yields the next frame when it comes, not
+    at its next wait: with a minute's wait it must be back long before; Reset (``stop``) ends it."""
     await sb.goto(site.url("/still"))
+    loop = asyncio.get_running_loop()
+
+    async def browser_of(sid: str) -> SessionBrowser | None:
+        return sb if sid == "tab" else None
+
+    views = LiveViews(browser_of, lambda coro: loop.create_task(coro), fps=10, lease=60)
+    try:
+        assert views.frames("no such ticket") is None
+        ticket = views.ticket("tab")
+        assert ticket is not None and views.ticket("tab") == ticket and views.ticket("other") != ticket
+        frames = views.frames(ticket, wait=60)
+        assert frames is not None
+        first = await asyncio.wait_for(anext(frames), 10)  # the stream opens the view; its first frame
+        view = views.view("tab")
+        assert view is not None and first.seq >= 1 and first.jpeg[:2] == b"\xff\xd8"
+        last = await settled(view)
+
+        waiting = asyncio.ensure_future(anext(frames))
+        await asyncio.sleep(0.3)
+        if last == first.seq:
+            assert not waiting.done(), "a still page sent the stream a frame"
+        await sb.page.evaluate("document.getElementById('h').textContent = 'Changed'")
+        frame = await asyncio.wait_for(waiting, 10)
+        assert frame.seq > first.seq
+
+        ending = asyncio.ensure_future(anext(frames))
+        await asyncio.sleep(0.2)
+        await views.stop("tab")  # Reset: the ticket is revoked, the view ended
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(ending, 10)
+        assert views.frames(ticket) is None
+        assert views.ticket("tab") != ticket  # the next watch gets a new name
+    finally:
+        await views.aclose()
+    assert views.ticket("tab") is None  # closed: nothing to watch
+
+
+async def test_a_stream_nobody_reads_lets_the_view_end(sb: SessionBrowser, site: LocalSite) -> None:
+    """The lease is renewed only while a stream waits for frames: once its reader is gone (the tab
+    dropped the image), the view ends unwatched."""
+    await sb.goto(site.url("/animated"))
     loop = asyncio.get_running_loop()
 
     async def browser_of(sid: str) -> SessionBrowser | None:
         return sb
 
-    views = LiveViews(browser_of, lambda coro: loop.create_task(coro), fps=10, lease=60)
+    views = LiveViews(browser_of, lambda coro: loop.create_task(coro), fps=10, lease=1.0)
     try:
-        view = await views.open("tab")
-        assert view is not None
-        before = await settled(view)
-        still = await asyncio.to_thread(views.frame, "tab", newer_than=before, timeout=0.3)
-        assert (still.seq if still else 0) == before, "a still page woke the tab with a frame"
-
-        waiting = asyncio.ensure_future(asyncio.to_thread(views.frame, "tab", newer_than=before, timeout=60))
-        await sb.page.evaluate("document.getElementById('h').textContent = 'Changed'")
-        await wait_until(lambda: waiting.done(), timeout=10, what="the waiting tab woken by the new frame")
-        frame = await waiting
-        assert frame is not None and frame.seq > before
-
-        last = await settled(view)
-        ending = asyncio.ensure_future(asyncio.to_thread(view.newer, last, 60))
-        await asyncio.sleep(0.2)  # the tab is waiting now (or soon; an ended view does not wait)
-        await views.stop("tab")
-        await wait_until(lambda: ending.done(), timeout=10, what="the waiting tab woken by the view's end")
-        ended = await ending
-        assert ended is not None and ended.seq == last  # the last frame: nothing newer came
+        ticket = views.ticket("tab")
+        assert ticket is not None
+        frames = views.frames(ticket, wait=0.3)
+        assert frames is not None
+        reading = asyncio.ensure_future(_read_for(frames, 2.5))
+        count = await reading
+        view = views.view("tab")
+        assert view is not None and count >= 3 and not view.ended, "the view ended while its stream read"
+        await frames.aclose()  # type: ignore[attr-defined]  # the tab went away
+        await wait_until(lambda: view.ended, timeout=10, what="the unread view ended")
+        assert view.cast is None
     finally:
         await views.aclose()
+
+
+async def _read_for(frames: AsyncIterator[Frame], seconds: float) -> int:
+    count, end = 0, asyncio.get_running_loop().time() + seconds
+    async for _ in frames:
+        count += 1
+        if asyncio.get_running_loop().time() > end:
+            break
+    return count
 
 
 async def test_the_frame_rate_cap_holds_on_a_page_that_repaints_all_the_time(

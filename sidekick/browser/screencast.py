@@ -12,23 +12,31 @@ sends meanwhile are dropped. It ends itself when nobody has asked for a frame fo
 :data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a run) and when the browser
 closes (Reset, idle, the session's end).
 
-:class:`LiveViews` keeps one view per session for the facade. :meth:`LiveViews.frame` may be called
-from any thread (the dashboard's script threads): it reads the newest frame (waiting a little for
-a newer one than the tab has drawn: the frame callback wakes it, so a tab draws a frame as soon as
-it comes, not at its next poll), renews the view's lease and, when there is no view yet, asks the
-loop thread to open one. Everything else runs on the loop thread. Every path that ends a view stops
-its screencast, bounded: the lease running out, the browser closing, :meth:`LiveViews.stop` (Reset,
-the tab's end) and :meth:`LiveViews.aclose` (exit).
+:class:`LiveViews` keeps one view per session for the facade. Two ways to watch:
+
+- :meth:`LiveViews.frame`, from any thread (the dashboard's script threads): the newest frame, at
+  once; it renews the view's lease and, when there is no view yet, asks the loop thread to open one.
+- :meth:`LiveViews.frames`, an async iterator for any event loop (the web server's, which streams
+  the frames to the tab as MJPEG): each frame as soon as the frame callback has it. It is reached
+  by a *ticket* (:meth:`LiveViews.ticket`), a random name for one session's view that a tab puts
+  in its image's address; the ticket is revoked when the view is stopped (Reset, the tab's end).
+  Waiting for a frame renews the lease, so the cast runs while a stream is connected.
+
+Everything else runs on the loop thread. Every path that ends a view stops its screencast,
+bounded: the lease running out, the browser closing, :meth:`LiveViews.stop` (Reset, the tab's end)
+and :meth:`LiveViews.aclose` (exit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +55,8 @@ FOLLOW_SECONDS = 0.25
 """How often a view checks which page is current (a page that stopped painting sends no frame)."""
 REOPEN_SECONDS = 0.5
 """How soon a tab asking for a frame of a session without a view asks for one again."""
+WAIT_SECONDS = 1.0
+"""The longest a stream waits for a frame before it renews the lease and waits again."""
 START_SECONDS = 5.0
 STOP_SECONDS = 2.0
 QUALITY = 70
@@ -108,9 +118,8 @@ class Screencast:
 class LiveView:
     """The screencast of whichever page is a session's current one, while someone watches.
 
-    States: new → live → ended (final). Lives on the loop thread; :attr:`frame`, :meth:`watched` and
-    :meth:`newer` are safe from any thread (``newer`` waits on a condition the loop thread notifies
-    with each frame kept, and at the end).
+    States: new → live → ended (final). Lives on the loop thread; :attr:`frame` and :meth:`watched`
+    are safe from any thread. :meth:`newer` (loop thread) waits for the next frame or the end.
     """
 
     def __init__(self, browser: SessionBrowser, *, fps: float, lease: float = LEASE_SECONDS) -> None:
@@ -121,7 +130,7 @@ class LiveView:
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self.frame: Frame | None = None
-        self._fresh = threading.Condition()
+        self._fresh = asyncio.Event()  # set (and replaced) at each frame kept, and at the end
         self.watched_at = time.monotonic()
         self.ended = False
         self.casts = 0  # pages cast so far (a popup or a tab switch starts another)
@@ -137,15 +146,17 @@ class LiveView:
     def watched(self) -> None:
         self.watched_at = time.monotonic()
 
-    def newer(self, seq: int, timeout: float) -> Frame | None:
-        """The newest frame, waiting up to ``timeout`` s for one whose number is not ``seq`` (any thread)."""
-        with self._fresh:
-            self._fresh.wait_for(lambda: self.ended or (self.frame is not None and self.frame.seq != seq), timeout)
-            return self.frame
+    async def newer(self, seq: int, timeout: float) -> Frame | None:
+        """The newest frame, waiting up to ``timeout`` s for one whose number is not ``seq`` (loop thread)."""
+        if not self.ended and (self.frame is None or self.frame.seq == seq):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._fresh.wait()
+        return self.frame
 
     def _wake(self) -> None:
-        with self._fresh:  # held only by waiters between checks: never long on the loop thread
-            self._fresh.notify_all()
+        fresh, self._fresh = self._fresh, asyncio.Event()
+        fresh.set()
 
     async def start(self) -> None:
         await self._follow()
@@ -215,7 +226,7 @@ class LiveView:
             await self._end()
 
 
-Submit = Callable[[Coroutine[Any, Any, Any]], object]
+Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any] | asyncio.Future[Any]"]
 """Schedules a coroutine on the loop thread from any thread (the facade's ``runtime.submit``)."""
 BrowserOf = Callable[[str], Awaitable[SessionBrowser | None]]
 """A session's open browser, or None (never opens one)."""
@@ -231,6 +242,9 @@ class LiveViews:
         self._lease = lease
         self._views: dict[str, LiveView] = {}
         self._asked: dict[str, float] = {}
+        self._tickets: dict[str, str] = {}  # ticket -> session id
+        self._ticket_of: dict[str, str] = {}  # session id -> ticket
+        self._tickets_lock = threading.Lock()  # tickets are handed out and read from any thread
         self._closed = False
 
     def __len__(self) -> int:
@@ -239,14 +253,13 @@ class LiveViews:
     def view(self, session_id: str) -> LiveView | None:
         return self._views.get(session_id)
 
-    def frame(self, session_id: str, *, newer_than: int = 0, timeout: float = 0.0) -> Frame | None:
-        """The newest frame of the session's page (any thread), waiting up to ``timeout`` s for one
-        numbered other than ``newer_than`` while the view is live; opens the view if there is none
-        (then it returns None at once)."""
+    def frame(self, session_id: str) -> Frame | None:
+        """The newest frame of the session's page (any thread), at once; asking renews the view's
+        lease, and opens the view if there is none (then it returns None)."""
         view = self._views.get(session_id)
         if view is not None and not view.ended:
             view.watched()
-            return view.newer(newer_than, timeout) if timeout > 0 else view.frame
+            return view.frame
         now = time.monotonic()
         if not self._closed and now - self._asked.get(session_id, 0.0) >= REOPEN_SECONDS:
             self._asked[session_id] = now
@@ -255,6 +268,77 @@ class LiveViews:
             except SidekickError:  # the loop has stopped: there is nothing to watch
                 pass
         return None
+
+    def ticket(self, session_id: str) -> str | None:
+        """The name of the session's view for :meth:`frames` (any thread): the same until the view
+        is stopped, then a new one; None once closed. It is a capability: whoever has it may watch."""
+        with self._tickets_lock:
+            if self._closed:
+                return None
+            ticket = self._ticket_of.get(session_id)
+            if ticket is None:
+                ticket = secrets.token_urlsafe(24)
+                self._ticket_of[session_id], self._tickets[ticket] = ticket, session_id
+            return ticket
+
+    def release(self, session_id: str) -> None:
+        """Revoke the session's ticket (any thread): its streams end within ``WAIT_SECONDS``, and the
+        view, unless asked for again, ends when its lease runs out. For a tab that stopped showing
+        the live image (the run ended, the tab was hidden): a browser may keep loading an image it
+        no longer shows, so the server ends the stream."""
+        self._revoke(session_id)
+
+    def _revoke(self, session_id: str) -> None:
+        with self._tickets_lock:
+            ticket = self._ticket_of.pop(session_id, None)
+            if ticket is not None:
+                self._tickets.pop(ticket, None)
+
+    def _session_of(self, ticket: str) -> str | None:
+        with self._tickets_lock:
+            return self._tickets.get(ticket)
+
+    def frames(self, ticket: str, *, wait: float = WAIT_SECONDS) -> AsyncIterator[Frame] | None:
+        """Each new frame of the ticket's view, for a consumer on any event loop; None for an unknown
+        ticket. It ends when the ticket is revoked (Reset, the tab's end, exit). While someone
+        iterates, the view's lease is renewed (at least every ``wait`` s) and the view reopened
+        when it ended but its session's browser is open again."""
+        if self._session_of(ticket) is None:
+            return None
+        return self._frames(ticket, wait)
+
+    async def _frames(self, ticket: str, wait: float) -> AsyncIterator[Frame]:
+        seq = 0
+        while True:
+            try:
+                future = self._submit(self._next(ticket, seq, wait))
+            except SidekickError:  # the loop has stopped
+                return
+            try:
+                live, frame = await asyncio.wrap_future(future)  # an asyncio future stays as it is
+            finally:
+                future.cancel()  # the consumer went away (or was cancelled) while waiting: so does the wait
+            if not live:
+                return
+            if frame is not None and frame.seq != seq:
+                seq = frame.seq
+                yield frame
+
+    async def _next(self, ticket: str, seq: int, wait: float) -> tuple[bool, Frame | None]:
+        """(Whether the ticket is still good, the newest frame after waiting up to ``wait`` s for one
+        numbered other than ``seq``) (loop thread)."""
+        session_id = self._session_of(ticket)
+        if session_id is None or self._closed:
+            return False, None
+        view = self._views.get(session_id)
+        if view is None or view.ended:
+            view = await self.open(session_id)
+        if view is None or view.ended:  # no browser open (yet): look again soon
+            await asyncio.sleep(min(wait, REOPEN_SECONDS))
+            return self._session_of(ticket) is not None, None
+        view.watched()
+        frame = await view.newer(seq, wait)
+        return self._session_of(ticket) is not None, frame
 
     async def open(self, session_id: str) -> LiveView | None:
         """The session's view, started if its browser is open (loop thread)."""
@@ -273,7 +357,8 @@ class LiveViews:
         return view
 
     async def stop(self, session_id: str) -> None:
-        """End the session's view (Reset, the tab's end)."""
+        """End the session's view and revoke its ticket (Reset, the tab's end)."""
+        self._revoke(session_id)
         view = self._views.pop(session_id, None)
         self._asked.pop(session_id, None)
         if view is not None:
@@ -282,6 +367,9 @@ class LiveViews:
     async def aclose(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        with self._tickets_lock:
+            self._closed = True
+            self._tickets.clear()
+            self._ticket_of.clear()
         for session_id in list(self._views):
             await self.stop(session_id)

@@ -11,10 +11,9 @@ where it left off.
 
 from __future__ import annotations
 
-import base64
+import html
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -27,13 +26,13 @@ from sidekick.agent.prompts import DEFAULT_CRITERIA
 from sidekick.browser.screencast import Frame
 from sidekick.errors import ConfigError, SidekickError
 from sidekick.facade import MAX_CRITERIA_CHARS, MAX_MESSAGE_CHARS, ResourceReport, Sidekick
-from sidekick.ui import bindings
+from sidekick.ui import bindings, stream
 from sidekick.ui.tab import TabState, Turn
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-POLL_SECONDS = 0.03
+POLL_SECONDS = 0.25  # the longest a live turn waits for its run's next event (it wakes on one)
 RESUME_SECONDS = 1.0  # while a run is live, how soon a stopped script follows it again
 CONNECT_HELP = """
 **Connect a model** — set these in the environment or in `.streamlit/secrets.toml`, then restart:
@@ -260,7 +259,7 @@ class LiveArea:
         self.core, self.sid, self.state = core, sid, state
         self.turn_slot, self.draft_slot, self.shot_slot = turn_slot, draft_slot, shot_slot
         self.was_live = state.run is not None
-        self.live_slots: tuple[Any, Any] | None = None  # the live view's caption and image, once drawn
+        self.live_slots: tuple[Any, Any] | None = None  # the live view's caption (and image), once drawn
         self.live_url = ""  # the URL its caption shows
         self.live_steps: Steps | None = None  # the drawn turn's steps box, which new steps go to
 
@@ -273,19 +272,18 @@ class LiveArea:
         if self.was_live and state.run is None:
             st.rerun()  # the run ended while nobody followed it: draw the page as it is now
         self.live_slots = None
-        drawn_turn, drawn_all, drawn_frame = self.draw_turn(), self.draw_draft(), self.draw_screen(None)
+        if state.run is None or state.hidden:
+            self.core.live_release(self.sid)  # a browser may go on loading an image it no longer shows
+        drawn_turn, drawn_all = self.draw_turn(), self.draw_draft()
+        self.draw_screen(None)
         while state.run is not None:
-            # Wait up to POLL_SECONDS in all for something new: a frame wakes the wait at once (the
-            # screen first: it is what a person watches, and the turn's redraw grows with its steps);
-            # without a live view yet, the run's next event does.
-            started = time.monotonic()
-            frame = None if state.hidden else self.core.live_frame(
-                self.sid, newer_than=drawn_frame, timeout=POLL_SECONDS
-            )
-            fresh = frame is not None and frame.seq != drawn_frame
-            state.absorb(timeout=0.0 if fresh else max(0.0, POLL_SECONDS - (time.monotonic() - started)))
-            if frame is not None and fresh:
-                drawn_frame = self.draw_screen(frame)
+            # The run's next event wakes the wait at once. The live view's frames do not pass through
+            # here: the tab's image streams them (ui/stream.py); asking for the newest one keeps the
+            # view open, and its page address is the caption.
+            frame = None if state.hidden else self.core.live_frame(self.sid)
+            if frame is not None:
+                self.draw_screen(frame)
+            state.absorb(timeout=POLL_SECONDS)
             turn = state.current()
             events = turn.events if turn is not None else []
             shown = shown_events(events)
@@ -325,29 +323,30 @@ class LiveArea:
             self.draft_slot.empty()
         return len(turn.events) if turn is not None else 0
 
-    def draw_screen(self, frame: Frame | None) -> int:
-        """The live frame while a run is live (until the first comes: the latest screenshot), else the
-        turn's screenshots; returns the frame's number (0: none).
+    def draw_screen(self, frame: Frame | None) -> None:
+        """The live view while a run is live and its first frame has come, else the turn's screenshots.
 
-        The first frame of a fragment run draws the live view's one keyed container (a key once per
-        run), holding a slot for the caption and one for the image; each later frame replaces the
-        image in its slot (the page's ``<img>`` gets a new ``src``; nothing else is sent or redrawn)."""
-        if frame is None or self.state.run is None:
+        The first frame of a fragment run draws the live view's one keyed container: a caption (the
+        page's address, redrawn when it changes) and an ``<img>`` whose address is the session's
+        MJPEG stream, drawn once: the browser shows each new frame in it by itself."""
+        ticket = self.core.live_ticket(self.sid) if frame is not None and self.state.run is not None else None
+        if frame is None or ticket is None:
             self.live_slots = None
             with self.shot_slot.container():
                 screenshot_view(self.state)
-            return 0
+            return
         if self.live_slots is None:
             with self.shot_slot.container(key="live-view"):
-                self.live_slots, self.live_url = (st.empty(), st.empty()), ""
-        caption, image = self.live_slots
+                caption = st.empty()
+                st.html(
+                    f'<img src="{html.escape(stream.live_path(ticket))}" alt="The browser, live" '
+                    'style="width: 100%; display: block">'
+                )
+                self.live_slots, self.live_url = (caption, None), ""
+        caption = self.live_slots[0]
         if self.live_url != frame.url:
             self.live_url = frame.url
             caption.caption(f"🔴 **Live** — {frame.url}")
-        # As Chromium sent it, inline: no re-encoding, no media file to fetch (one HTTP round trip
-        # less per frame) and none left behind for every frame of a long run.
-        image.image(f"data:image/jpeg;base64,{base64.b64encode(frame.jpeg).decode()}", width="stretch")
-        return frame.seq
 
 
 def download_run(core: Sidekick, state: TabState, turn: Turn) -> None:
@@ -452,7 +451,12 @@ class Steps:
 
 # The page says when it is hidden or shown again (another browser tab, a minimised window) by pressing
 # one of two hidden buttons: a hidden tab asks for no frames, so its session's screencast stops.
-VISIBILITY_HTML = """<style>.st-key-live-visibility { display: none; }</style><script>
+# Streamlit's "running" figure in the toolbar is redrawn by a timer five times a second while a script
+# runs, and a live turn's fragment runs for the whole turn: each redraw repainted the whole page, about
+# 3 % of a core per watching tab (30 tabs: a core and a half). The turn's own "Working…" box says a run
+# is live, so the figure is hidden; the toolbar's Stop button stays.
+VISIBILITY_HTML = """<style>.st-key-live-visibility { display: none; }
+[data-testid="stStatusWidgetRunningIcon"] { display: none; }</style><script>
 (() => {
   const press = (key) => document.querySelector(`.st-key-${key} button`)?.click();
   const tell = () => press(document.visibilityState === "hidden" ? "live-hidden" : "live-shown");

@@ -321,6 +321,15 @@ async def live_views(page: Page, count: int) -> None:
     await wait_until(says, timeout=30, interval=0.5, what=f"live views {count}")
 
 
+# The live image's pixels, as the tab shows them now (a data: URL of a canvas copy).
+PIXELS_JS = """(img) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  return canvas.toDataURL();
+}"""
+
+
 async def test_the_live_view_shows_the_sessions_page_as_it_changes(
     page: Page, llm: FakeOpenAI, site: LocalSite
 ) -> None:
@@ -330,14 +339,18 @@ async def test_the_live_view_shows_the_sessions_page_as_it_changes(
     await send(page, "Watch the ticker.")
 
     await expect(page.locator(LIVE_VIEW)).to_contain_text(site.url("/ticker"), timeout=RUN_TIMEOUT_MS)
-    first = await live_image(page).get_attribute("src")
-    assert first is not None
+    image = live_image(page)
+    await expect(image).to_be_visible()
+    src = await image.get_attribute("src")
+    assert src is not None and src.startswith("/sidekick/live/")
+    await page.wait_for_function("(sel) => document.querySelector(sel)?.naturalWidth > 0", arg=f"{LIVE_VIEW} img")
+    first = await image.evaluate(PIXELS_JS)
 
-    async def moved() -> bool:
-        return await live_image(page).get_attribute("src") not in (None, first)
+    async def moved() -> bool:  # the same <img>, streaming: its pixels change, its address does not
+        return await image.get_attribute("src") == src and await image.evaluate(PIXELS_JS) != first
 
-    await wait_until(moved, timeout=15, what="a newer frame of the ticking page")
-    await no_traceback(page)  # each frame drawn in the same run (a duplicate key once broke the second)
+    await wait_until(moved, timeout=15, what="a newer frame of the ticking page in the same image")
+    await no_traceback(page)
     await save_artifact(page, "dashboard-live-view")
     await expect(page.get_by_text("It ticked.", exact=True)).to_be_visible(timeout=RUN_TIMEOUT_MS)
     # Once the run is over the tab shows the step's screenshot, and the screencast ends unwatched.
@@ -345,6 +358,42 @@ async def test_the_live_view_shows_the_sessions_page_as_it_changes(
     await expect(browser_column(page).locator(IMAGE).first).to_be_visible()
     await live_views(page, 0)
     await no_traceback(page)
+
+
+async def test_the_live_stream_is_refused_without_a_current_ticket(
+    tabs: Tabs, llm: FakeOpenAI, site: LocalSite, dashboard: DashboardServer
+) -> None:
+    """A made-up ticket, and a tab's ticket after Reset, get 404; a current one streams MJPEG."""
+    watcher, other = await watching_a_ticker(tabs, llm, site)
+    src = await live_image(watcher).get_attribute("src")
+    assert src is not None
+    made_up = await watcher.request.get(dashboard.url.rstrip("/") + "/sidekick/live/not-a-ticket")
+    assert made_up.status == 404 and "no-store" in made_up.headers.get("cache-control", "")
+    head = await watcher.evaluate(STREAM_HEAD_JS, src)
+    assert head["status"] == 200 and head["type"].startswith("multipart/x-mixed-replace")
+    assert head["encoding"] is None, "the stream must not be compressed (it would be held back)"
+    assert b"\xff\xd8" in bytes(head["first"]), "no JPEG in the stream's first bytes"
+    await rerun(watcher, watcher.get_by_role("button", name="Reset", exact=True).click)
+    revoked = await watcher.request.get(dashboard.url.rstrip("/") + src)
+    assert revoked.status == 404
+    await live_views(other, 0)
+    await no_traceback(watcher)
+
+
+# The first bytes of a stream (fetched by the tab itself, with its cookies), without waiting for its end.
+STREAM_HEAD_JS = """async (src) => {
+  const response = await fetch(src);
+  const reader = response.body.getReader();
+  let first = [];
+  while (first.length < 4000) {
+    const {value, done} = await reader.read();
+    if (done) break;
+    first = first.concat(Array.from(value));
+  }
+  reader.cancel();
+  return {status: response.status, type: response.headers.get("content-type"),
+          encoding: response.headers.get("content-encoding"), first};
+}"""
 
 
 async def watching_a_ticker(tabs: Tabs, llm: FakeOpenAI, site: LocalSite) -> tuple[Page, Page]:

@@ -23,7 +23,7 @@ from tests.support.runs import verdict
 
 pytestmark = pytest.mark.timeout(180)
 
-APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+APP = Path(__file__).resolve().parents[2] / "sidekick" / "ui" / "page.py"
 RUN_TIMEOUT = 60.0  # one turn, including a Chromium launch, on a loaded 2-core machine
 
 

@@ -13,7 +13,7 @@ from sidekick.config import Settings
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+APP = Path(__file__).resolve().parents[2] / "sidekick" / "ui" / "page.py"
 
 
 @pytest.fixture(autouse=True)
