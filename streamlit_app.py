@@ -6,4 +6,4 @@ import streamlit as st
 
 from sidekick.ui import stream
 
-app = st.App("sidekick/ui/page.py", routes=stream.routes(), middleware=stream.middleware())
+app = st.App("sidekick/ui/page.py", routes=stream.routes(), middleware=stream.middleware(), lifespan=stream.lifespan)

@@ -13,13 +13,20 @@ stream ends when the ticket is revoked (Reset, the tab's end, exit) and when the
 (the run ended, the tab was hidden or closed): Starlette cancels the response when the client goes,
 and the view's lease, renewed only while someone waits for frames, runs out a few seconds later.
 
-``routes()`` and ``middleware()`` are handed to ``st.App`` in ``streamlit_app.py``. This module does
-not import Streamlit; it finds the process's core with ``current_sidekick``.
+``routes()``, ``middleware()`` and ``lifespan`` are handed to ``st.App`` in ``streamlit_app.py``.
+``lifespan`` closes the process's Sidekick (every session, browser and server it opened, awaited)
+when the web server shuts down: uvicorn, which serves an ``st.App``, handles SIGTERM by shutting
+down gracefully and then re-raising the signal, so the process ends by it and ``atexit`` never runs.
+An open stream does not hold that shutdown (uvicorn ends it; a test sends SIGTERM mid-stream).
+This module does not import Streamlit; it finds the process's core with ``current_sidekick``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -28,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidekick.browser.screencast import Frame
-from sidekick.facade import current_sidekick
+from sidekick.facade import close_sidekick, current_sidekick
 
 PREFIX = "/sidekick/live/"
 BOUNDARY = b"sidekick-frame"
@@ -83,3 +90,13 @@ class _Uncompressed:
 
 def middleware() -> list[Middleware]:
     return [Middleware(_Uncompressed)]
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """The web server's life: at its shutdown, the process's Sidekick is closed (bounded by its own
+    timeouts; off the server's event loop, which goes on answering meanwhile)."""
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(close_sidekick)

@@ -8,14 +8,17 @@ loop), so these tests wait on what the page shows, never on the script being idl
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import psutil
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
+from tests.support.child import is_alive
 from tests.support.dashboard import (
     CHAT_INPUT,
     EXCEPTION,
@@ -321,6 +324,7 @@ async def live_views(page: Page, count: int) -> None:
     await wait_until(says, timeout=30, interval=0.5, what=f"live views {count}")
 
 
+SHOWN_JS = "(sel) => document.querySelector(sel)?.naturalWidth > 0"  # the image shows a frame
 # The live image's pixels, as the tab shows them now (a data: URL of a canvas copy).
 PIXELS_JS = """(img) => {
   const canvas = document.createElement("canvas");
@@ -343,7 +347,7 @@ async def test_the_live_view_shows_the_sessions_page_as_it_changes(
     await expect(image).to_be_visible()
     src = await image.get_attribute("src")
     assert src is not None and src.startswith("/sidekick/live/")
-    await page.wait_for_function("(sel) => document.querySelector(sel)?.naturalWidth > 0", arg=f"{LIVE_VIEW} img")
+    await page.wait_for_function(SHOWN_JS, arg=f"{LIVE_VIEW} img")
     first = await image.evaluate(PIXELS_JS)
 
     async def moved() -> bool:  # the same <img>, streaming: its pixels change, its address does not
@@ -441,3 +445,39 @@ async def test_a_hidden_tab_stops_watching_and_a_shown_one_watches_again(
     await live_views(other, 1)
     await expect(live_image(watcher)).to_be_visible()
     await no_traceback(watcher)
+
+
+async def test_sigterm_while_a_tab_streams_its_live_view_stops_the_server_cleanly(
+    user_browser: Browser, llm: FakeOpenAI, llm_server: FakeOpenAI, site: LocalSite, tmp_path: Path
+) -> None:
+    """A live stream never ends by itself: it must not hold uvicorn's graceful shutdown, which then
+    frees every browser process (the app's lifespan closes the core)."""
+    site.route("/ticker", TICKER)
+    llm.worker(Reply.tool_call("navigate", {"url": site.url("/ticker")}), Reply.slow(60, Reply.text("Too late.")))
+    server = sidekick_server(
+        tmp_path / "server",
+        OPENAI_BASE_URL=llm_server.base_url,
+        OPENAI_API_KEY="test",
+        SIDEKICK_ALLOW_PRIVATE_NETWORK="1",
+        SIDEKICK_MODEL_RETRIES="0",
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        page = await open_app(user_browser, server.url)
+        try:
+            await send(page, "Watch the ticker.")
+            await expect(live_image(page)).to_be_visible(timeout=RUN_TIMEOUT_MS)
+            await page.wait_for_function(SHOWN_JS, arg=f"{LIVE_VIEW} img")
+            report = server.browser_processes()
+            procs = [psutil.Process(pid) for pid in (*report.driver_pids, *report.browser_pids)]
+            assert procs, report
+            started = time.monotonic()
+            code = await asyncio.to_thread(server.stop, signal.SIGTERM, 20.0)
+            # uvicorn shuts down gracefully, then re-raises SIGTERM: the process ends by the signal.
+            assert not server.killed and code in (0, -signal.SIGTERM), server.output()
+            assert time.monotonic() - started < 15, "the stream held the shutdown"
+            await wait_until(lambda: not any(is_alive(p) for p in procs), timeout=5, what="every browser process gone")
+        finally:
+            await page.close()
+    finally:
+        await asyncio.to_thread(server.close)

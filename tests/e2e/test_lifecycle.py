@@ -129,7 +129,8 @@ async def test_sigterm_leaves_no_browser_process_behind(user_browser: Browser, s
 
             code = await asyncio.to_thread(server.stop, signal.SIGTERM, 15.0)
             assert not server.killed, f"the server ignored SIGTERM:\n{server.output()}"
-            assert code == 0, f"the server exited with {code}:\n{server.output()}"
+            # uvicorn shuts down gracefully, then re-raises SIGTERM: the process ends by the signal.
+            assert code in (0, -signal.SIGTERM), f"the server exited with {code}:\n{server.output()}"
 
             def survivors() -> list[int]:
                 return [p.pid for p in procs if is_alive(p)]

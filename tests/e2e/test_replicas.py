@@ -163,7 +163,8 @@ async def test_sigterm_frees_a_replicas_browsers_and_releases_its_leases(
         procs = [p for p in (psutil.Process(pid) for pid in report.driver_pids + report.browser_pids)]
         assert procs, "the replica's browser was not running"
         code = await asyncio.to_thread(replica.stop, signal.SIGTERM, 20.0)
-        assert not replica.killed and code == 0, replica.output()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM: the process ends by the signal.
+        assert not replica.killed and code in (0, -signal.SIGTERM), replica.output()
         assert await lease_left(database, thread) == 0  # released at once, not left to expire
         await wait_until(lambda: not any(is_alive(p) for p in procs), timeout=5, what="every browser process gone")
     finally:
