@@ -427,7 +427,9 @@ def report(results: Results) -> dict[str, Any]:
     errors = [e for w in waves for e in w.errors]
     total_errors = len(errors) + len(results.model_errors)
     total_leaked = sum(n for phase in leaked.values() for n in phase.values())
-    clean_exit = all(s.code == 0 and not s.killed for s in results.stopped.values())
+    # uvicorn (which serves the st.App) shuts down gracefully on SIGTERM, then re-raises it: a clean stop
+    # ends by the signal.
+    clean_exit = all(s.code in (0, -signal.SIGTERM) and not s.killed for s in results.stopped.values())
     return {
         "sessions": results.sessions,
         "replicas": len(results.replicas),

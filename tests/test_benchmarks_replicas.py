@@ -3,6 +3,8 @@ throwaway PostgreSQL behind the real nginx, real Chromium tabs, the fake model o
 must report no errors, no leaked browser process on any replica and clean SIGTERM exits; timings
 are only checked for sense (the machine's load is not a test's to judge)."""
 
+import signal
+
 import pytest
 
 from tests.support.commands import run_json
@@ -38,7 +40,9 @@ def test_replicas_benchmark_runs_sessions_on_both_replicas_with_no_errors_or_lea
     leaked = data["leaked_processes"]
     assert set(leaked) == {"after_reset", "after_tab_close", "after_sigterm"}
     assert all(phase == {r: 0 for r in replicas} for phase in leaked.values()), leaked
-    assert data["sigterm"] == {r: {"exit_code": 0, "killed": False} for r in replicas}
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: the replica ends by the signal.
+    assert all(data["sigterm"][r]["exit_code"] in (0, -signal.SIGTERM) for r in replicas), data["sigterm"]
+    assert not any(data["sigterm"][r]["killed"] for r in replicas), data["sigterm"]
     assert data["leases_left"] == 0
     assert data["targets"] == {
         "zero_errors": True,
