@@ -33,6 +33,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 CHAT_INPUT = "[data-testid='stChatInputTextArea']"
 RUN_TIMEOUT = 60_000
 LEASE_SECONDS = 6
+LIVE_IMAGE = ".st-key-live-view img"
+TICKER = (  # repaints three times a second, so the live view always has a new frame
+    "<html><head><title>Ticker</title></head><body><h1 id='n'>0</h1><script>"
+    "let n = 0; setInterval(() => { document.getElementById('n').textContent = ++n; }, 300);"
+    "</script></body></html>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +126,17 @@ async def test_a_conversation_moves_between_replicas_but_runs_on_one_at_a_time(
         await expect(other.locator(IMAGE).first).to_be_visible()
 
         # While replica 0 runs it, replica 1 refuses to run it too.
-        llm.worker(Reply.slow(LEASE_SECONDS * 3, Reply.text("Slowly done.")))
+        site.route("/ticker", TICKER)
+        llm.worker(
+            Reply.tool_call("navigate", {"url": site.url("/ticker")}),
+            Reply.slow(LEASE_SECONDS * 3, Reply.text("Slowly done.")),
+        )
         llm.evaluator(verdict(True))
         await send(alice, "Take your time.")
         await wait_until(lambda: llm.requests and llm.requests[-1].get("stream"), timeout=30, what="the slow call")
+        # Its live view streams through nginx (sticky, unbuffered): the tab's image shows frames.
+        await expect(alice.locator(LIVE_IMAGE)).to_be_visible(timeout=30_000)
+        await alice.wait_for_function("(sel) => document.querySelector(sel)?.naturalWidth > 0", arg=LIVE_IMAGE)
         await send(other, "Me too.")
         await expect(other.locator(ERROR)).to_contain_text("running on another Sidekick server", timeout=30_000)
         assert await lease_left(database, thread) > 0
