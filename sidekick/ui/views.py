@@ -274,7 +274,9 @@ class LiveArea:
         self.live_slots = None
         if state.run is None or state.hidden:
             self.core.live_release(self.sid)  # a browser may go on loading an image it no longer shows
-        drawn_turn, drawn_all = self.draw_turn(), self.draw_draft()
+        drawn_turn, drawn_draft = self.draw_turn(), self.draw_draft(None)
+        current = state.current()
+        drawn_all = len(current.events) if current is not None else 0
         self.draw_screen(None)
         while state.run is not None:
             # The run's next event wakes the wait at once. The live view's frames do not pass through
@@ -295,7 +297,7 @@ class LiveArea:
                 else:
                     drawn_turn = self.draw_turn()
             if len(events) != drawn_all:
-                drawn_all = self.draw_draft()
+                drawn_all, drawn_draft = len(events), self.draw_draft(drawn_draft)
         if self.was_live:
             st.rerun()  # refresh the sidebar (conversations, resources) and re-enable the input
 
@@ -312,16 +314,20 @@ class LiveArea:
             approval_buttons(self.core, self.sid, state)
         return len(shown_events(turn.events))
 
-    def draw_draft(self) -> int:
-        """The answer as the model writes it; returns how many events it has seen."""
+    def draw_draft(self, drawn: str | None) -> str:
+        """The answer as the model writes it, if it is not ``drawn`` already; returns what is shown.
+        (Every message to the tab costs it a render: a step's events must not redraw an unchanged
+        draft.)"""
         turn = self.state.current()
         text = draft_of(turn.events) if turn is not None and self.state.run is not None else ""
+        if text == drawn:
+            return text
         if text:
             with self.draft_slot.container(), st.chat_message("assistant", avatar="🧭"):
                 st.markdown(text + " ▌")
         else:
             self.draft_slot.empty()
-        return len(turn.events) if turn is not None else 0
+        return text
 
     def draw_screen(self, frame: Frame | None) -> None:
         """The live view while a run is live and its first frame has come, else the turn's screenshots.
@@ -422,28 +428,30 @@ class Steps:
 
     @staticmethod
     def label(calls: int, blocked: int, *, live: bool) -> str:
+        # Live, the label does not count: redrawing the box at each step cost the tab a render, and the
+        # lines below count as they come.
         count = f"{calls} step{'s' if calls != 1 else ''}"
-        return f"Working… {count}" if live else count + (f", {blocked} blocked" if blocked else "")
+        return "Working…" if live else count + (f", {blocked} blocked" if blocked else "")
 
     def add(self, events: list[ev.Event]) -> None:
         calls = [e for e in events if isinstance(e, ev.ToolCall)]
         results = {e.call_id: e for e in events if isinstance(e, ev.ToolResult)}
         blocked = [e for e in events if isinstance(e, ev.Blocked)]
-        if self.live and len(calls) != len(self.slots):
-            self.box.update(label=Steps.label(len(calls), len(blocked), live=True))
         for call in calls:
             result = results.get(call.call_id)
             if call.call_id in self.finished or (call.call_id in self.slots and result is None):
                 continue
             if call.call_id not in self.slots:
                 self.slots[call.call_id] = self.calls.empty()
-            with self.slots[call.call_id].container():
-                mark = "⏳" if result is None else "✅" if result.ok else "⚠️"
-                seconds = f" · {result.seconds:.1f} s" if result else ""
-                st.markdown(f"{mark} **{call.name}** `{short_args(call.args)}`{seconds}")
-                if result is not None:
-                    st.caption(first_line(result.output))
-                    self.finished.add(call.call_id)
+            # One element per step (the tab renders each message it gets): the call, and once its
+            # result comes, the result's first line under it in grey.
+            mark = "⏳" if result is None else "✅" if result.ok else "⚠️"
+            seconds = f" · {result.seconds:.1f} s" if result else ""
+            line = f"{mark} **{call.name}** `{short_args(call.args)}`{seconds}"
+            if result is not None:
+                line += f"  \n:gray[{escape_directive(first_line(result.output))}]"
+                self.finished.add(call.call_id)
+            self.slots[call.call_id].markdown(line)
         for b in blocked[self.blocked_drawn :]:
             self.blocked.markdown(f"⛔ blocked `{b.url[:100]}` — {b.reason}")
         self.blocked_drawn = len(blocked)
@@ -548,6 +556,11 @@ def approval_buttons(core: Sidekick, sid: str, state: TabState) -> None:
 def short_args(args: dict[str, Any], limit: int = 80) -> str:
     text = json.dumps(args, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escape_directive(text: str) -> str:
+    """``text`` safe inside a Markdown colour directive (``:gray[…]``): its brackets escaped."""
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
 
 def first_line(text: str, limit: int = 160) -> str:
