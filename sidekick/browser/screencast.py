@@ -286,9 +286,6 @@ class LiveViews:
         view, unless asked for again, ends when its lease runs out. For a tab that stopped showing
         the live image (the run ended, the tab was hidden): a browser may keep loading an image it
         no longer shows, so the server ends the stream."""
-        self._revoke(session_id)
-
-    def _revoke(self, session_id: str) -> None:
         with self._tickets_lock:
             ticket = self._ticket_of.pop(session_id, None)
             if ticket is not None:
@@ -314,10 +311,8 @@ class LiveViews:
                 future = self._submit(self._next(ticket, seq, wait))
             except SidekickError:  # the loop has stopped
                 return
-            try:
-                live, frame = await asyncio.wrap_future(future)  # an asyncio future stays as it is
-            finally:
-                future.cancel()  # the consumer went away (or was cancelled) while waiting: so does the wait
+            # Cancelling this await (the consumer went away) cancels the wait on the loop thread too.
+            live, frame = await asyncio.wrap_future(future)  # an asyncio future stays as it is
             if not live:
                 return
             if frame is not None and frame.seq != seq:
@@ -328,7 +323,7 @@ class LiveViews:
         """(Whether the ticket is still good, the newest frame after waiting up to ``wait`` s for one
         numbered other than ``seq``) (loop thread)."""
         session_id = self._session_of(ticket)
-        if session_id is None or self._closed:
+        if session_id is None:  # revoked (closing revokes every ticket)
             return False, None
         view = self._views.get(session_id)
         if view is None or view.ended:
@@ -358,7 +353,7 @@ class LiveViews:
 
     async def stop(self, session_id: str) -> None:
         """End the session's view and revoke its ticket (Reset, the tab's end)."""
-        self._revoke(session_id)
+        self.release(session_id)
         view = self._views.pop(session_id, None)
         self._asked.pop(session_id, None)
         if view is not None:

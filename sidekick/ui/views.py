@@ -259,7 +259,7 @@ class LiveArea:
         self.core, self.sid, self.state = core, sid, state
         self.turn_slot, self.draft_slot, self.shot_slot = turn_slot, draft_slot, shot_slot
         self.was_live = state.run is not None
-        self.live_slots: tuple[Any, Any] | None = None  # the live view's caption (and image), once drawn
+        self.live_caption: Any | None = None  # the live view's caption slot, once the view is drawn
         self.live_url = ""  # the URL its caption shows
         self.live_steps: Steps | None = None  # the drawn turn's steps box, which new steps go to
 
@@ -271,7 +271,7 @@ class LiveArea:
         state.absorb()
         if self.was_live and state.run is None:
             st.rerun()  # the run ended while nobody followed it: draw the page as it is now
-        self.live_slots = None
+        self.live_caption = None
         if state.run is None or state.hidden:
             self.core.live_release(self.sid)  # a browser may go on loading an image it no longer shows
         drawn_turn, drawn_draft = self.draw_turn(), self.draw_draft(None)
@@ -335,24 +335,22 @@ class LiveArea:
         The first frame of a fragment run draws the live view's one keyed container: a caption (the
         page's address, redrawn when it changes) and an ``<img>`` whose address is the session's
         MJPEG stream, drawn once: the browser shows each new frame in it by itself."""
-        ticket = self.core.live_ticket(self.sid) if frame is not None and self.state.run is not None else None
-        if frame is None or ticket is None:
-            self.live_slots = None
+        if frame is not None and self.state.run is not None and self.live_caption is None:
+            ticket = self.core.live_ticket(self.sid)
+            if ticket is not None:
+                with self.shot_slot.container(key="live-view"):
+                    self.live_caption, self.live_url = st.empty(), ""
+                    st.html(
+                        f'<img src="{html.escape(stream.live_path(ticket))}" alt="The browser, live" '
+                        'style="width: 100%; display: block">'
+                    )
+        if frame is None or self.live_caption is None:
             with self.shot_slot.container():
                 screenshot_view(self.state)
             return
-        if self.live_slots is None:
-            with self.shot_slot.container(key="live-view"):
-                caption = st.empty()
-                st.html(
-                    f'<img src="{html.escape(stream.live_path(ticket))}" alt="The browser, live" '
-                    'style="width: 100%; display: block">'
-                )
-                self.live_slots, self.live_url = (caption, None), ""
-        caption = self.live_slots[0]
         if self.live_url != frame.url:
             self.live_url = frame.url
-            caption.caption(f"🔴 **Live** — {frame.url}")
+            self.live_caption.caption(f"🔴 **Live** — {frame.url}")
 
 
 def download_run(core: Sidekick, state: TabState, turn: Turn) -> None:
