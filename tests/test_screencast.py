@@ -252,3 +252,47 @@ async def test_views_end_when_unwatched_when_the_browser_closes_and_when_stopped
         await views.aclose()
         for browser in browsers.values():
             await browser.aclose()
+
+
+TICKING = """<html><head><title>Ticking</title></head><body><h1 id='n'>0</h1><script>
+let n = 0; setInterval(() => { document.getElementById('n').textContent = ++n; }, 100);
+</script></body></html>"""
+
+
+async def test_a_view_started_while_its_page_navigates_gets_the_new_pages_frames(
+    pool: BrowserPool, site: LocalSite
+) -> None:
+    """Chromium loses a screencast started while a navigation swaps the page's renderer: it sends
+    no frame again, though the page repaints ten times a second. A tab opens the live view when a
+    run starts, which is when the agent's first navigation is under way; the view must recover."""
+    site.route("/ticking", TICKING)
+    for delay_ms in range(0, 40, 2):  # the window is a few milliseconds wide, somewhere in here
+        browser = await pool.new_session_browser()
+        view = LiveView(browser, fps=10, lease=60)
+        try:
+            going = asyncio.create_task(browser.goto(site.url("/ticking")))
+            await asyncio.sleep(delay_ms / 1000)
+            await view.start()
+            await going
+
+            def ticking(view: LiveView = view) -> bool:
+                return view.frame is not None and view.frame.url.endswith("/ticking")
+
+            await wait_until(ticking, timeout=10, what=f"a frame of the new page (cast started at {delay_ms} ms)")
+        finally:
+            await view.aclose()
+            await browser.aclose()
+
+
+async def test_a_screencast_whose_start_was_cancelled_can_start_again(sb: SessionBrowser, site: LocalSite) -> None:
+    """Playwright marks a page's screencast started before it asks Chromium: a start cut short (its
+    timeout under load) must not leave the page unable to cast."""
+    await sb.goto(site.url("/animated"))
+    first = Screencast(sb.page, lambda jpeg, at: True, fps=10)
+    with pytest.raises(TimeoutError):
+        await first.start(timeout=0)
+    await first.aclose()
+    again = Screencast(sb.page, lambda jpeg, at: True, fps=10)
+    await again.start()
+    await wait_until(lambda: again.frames > 0, timeout=10, what="frames of a screencast started after a cut-short one")
+    await again.aclose()

@@ -8,7 +8,9 @@ nobody will see; after a still spell, two may come close together).
 
 :class:`LiveView` follows one :class:`~sidekick.browser.context.SessionBrowser`: when its current page
 changes (a popup, a new tab, a closed tab) the cast moves to the new page, and frames the old page
-sends meanwhile are dropped. It ends itself when nobody has asked for a frame for
+sends meanwhile are dropped. Chromium drops a screencast started while a navigation swaps the page's
+renderer (it never sends a frame again); a cast that has sent nothing for :data:`LOST_SECONDS` since
+its page's last navigation is started again. It ends itself when nobody has asked for a frame for
 :data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a run) and when the browser
 closes (Reset, idle, the session's end).
 
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Frame as PageFrame
 from playwright.async_api import Page, ScreencastFrame
 
 from sidekick.browser.context import SessionBrowser
@@ -57,6 +60,10 @@ REOPEN_SECONDS = 0.5
 """How soon a tab asking for a frame of a session without a view asks for one again."""
 WAIT_SECONDS = 1.0
 """The longest a stream waits for a frame before it renews the lease and waits again."""
+LOST_SECONDS = 0.5
+"""A cast that has sent no frame this long after its page's last navigation is started again (Chromium
+drops a screencast started while a navigation swaps the page's renderer; a fresh one sends the page
+as it is at once)."""
 START_SECONDS = 5.0
 STOP_SECONDS = 2.0
 QUALITY = 70
@@ -83,6 +90,9 @@ class Screencast:
         self._on_frame = on_frame
         self._gap = 1.0 / fps
         self._last = 0.0
+        self._frame_at = 0.0  # when the last frame came (monotonic)
+        self._navigated_at: float | None = None  # the page's last main-frame navigation since the start began
+        self._listening = False
         self.frames = 0
         self.casting = False
         self.stopped = False
@@ -90,14 +100,34 @@ class Screencast:
     async def start(self, timeout: float = START_SECONDS) -> None:
         if self.stopped or self.casting:
             raise SidekickError("A screencast starts once.")
-        async with asyncio.timeout(timeout):
-            await self.page.screencast.start(on_frame=self._frame, quality=QUALITY, size=FRAME_SIZE)  # type: ignore[arg-type]
+        self.page.on("framenavigated", self._navigated)
+        self._listening = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self.page.screencast.start(on_frame=self._frame, quality=QUALITY, size=FRAME_SIZE)  # type: ignore[arg-type]
+        except BaseException:
+            # Playwright marks the page's screencast started before it asks Chromium: a start that
+            # failed or was cut short must be stopped, or the page can never be cast again.
+            await close_quietly(self.page.screencast.stop(), STOP_SECONDS, "Stopping a screencast that did not start")
+            raise
         self.casting = True
+
+    def _navigated(self, frame: PageFrame) -> None:
+        if frame is self.page.main_frame:
+            self._navigated_at = time.monotonic()
+
+    @property
+    def lost(self) -> bool:
+        """Whether Chromium seems to have dropped the cast: its page navigated since the start began
+        and no frame has come for :data:`LOST_SECONDS` since (a new document paints at once)."""
+        at = self._navigated_at
+        return at is not None and self._frame_at < at and time.monotonic() - at > LOST_SECONDS
 
     def _frame(self, raw: ScreencastFrame) -> Awaitable[None] | None:
         if self.stopped:
             return None
         now = time.monotonic()
+        self._frame_at = now
         if self._on_frame(raw["data"], raw["timestamp"] / 1000):
             self.frames += 1
         wait = self._last + self._gap - now
@@ -110,6 +140,9 @@ class Screencast:
         if self.stopped:
             return
         self.stopped = True
+        if self._listening:
+            self._listening = False
+            self.page.remove_listener("framenavigated", self._navigated)
         if self.casting and not self.page.is_closed():
             await close_quietly(self.page.screencast.stop(), timeout, "Stopping a screencast")
         self.casting = False
@@ -175,7 +208,9 @@ class LiveView:
             return
         cast = self._cast
         if cast is not None and cast.page is page and not cast.stopped:
-            return
+            if not cast.lost:
+                return
+            log.info("The live view of %s lost its screencast in a navigation; starting it again", page.url)
         self._cast = None
         if cast is not None:
             await cast.aclose()

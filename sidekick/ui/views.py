@@ -344,11 +344,13 @@ class LiveArea:
                         f'<img src="{html.escape(stream.live_path(ticket))}" alt="The browser, live" '
                         'style="width: 100%; display: block">'
                     )
-        if frame is None or self.live_caption is None:
+        if self.live_caption is None:
             with self.shot_slot.container():
                 screenshot_view(self.state)
             return
-        if self.live_url != frame.url:
+        # Once drawn, the live view stays for the fragment run: between two views of the session (one
+        # ended unwatched, the stream opens the next) there is no frame for a moment, and nothing to redraw.
+        if frame is not None and self.live_url != frame.url:
             self.live_url = frame.url
             self.live_caption.caption(f"🔴 **Live** — {frame.url}")
 
