@@ -9,10 +9,10 @@ nobody will see; after a still spell, two may come close together).
 :class:`LiveView` follows one :class:`~sidekick.browser.context.SessionBrowser`: when its current page
 changes (a popup, a new tab, a closed tab) the cast moves to the new page, and frames the old page
 sends meanwhile are dropped. Chromium drops a screencast started while a navigation swaps the page's
-renderer (it never sends a frame again); a cast that has sent nothing for :data:`LOST_SECONDS` since
-its page's last navigation is started again. It ends itself when nobody has asked for a frame for
-:data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a run) and when the browser
-closes (Reset, idle, the session's end).
+renderer (it never sends a frame again), so a cast that has sent nothing for :data:`LOST_SECONDS`
+since it started or since its page's last navigation is started again. It ends itself when nobody
+has asked for a frame for :data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a
+run) and when the browser closes (Reset, idle, the session's end).
 
 :class:`LiveViews` keeps one view per session for the facade. Two ways to watch:
 
@@ -61,9 +61,9 @@ REOPEN_SECONDS = 0.5
 WAIT_SECONDS = 1.0
 """The longest a stream waits for a frame before it renews the lease and waits again."""
 LOST_SECONDS = 0.5
-"""A cast that has sent no frame this long after its page's last navigation is started again (Chromium
-drops a screencast started while a navigation swaps the page's renderer; a fresh one sends the page
-as it is at once)."""
+"""A cast that has sent no frame this long since its start or its page's last navigation is started
+again (Chromium drops a screencast started while a navigation swaps the page's renderer; a fresh
+cast sends the page as it is at once, and a new document paints at once)."""
 START_SECONDS = 5.0
 STOP_SECONDS = 2.0
 QUALITY = 70
@@ -91,6 +91,7 @@ class Screencast:
         self._gap = 1.0 / fps
         self._last = 0.0
         self._frame_at = 0.0  # when the last frame came (monotonic)
+        self._started_at = 0.0  # when the start began
         self._navigated_at: float | None = None  # the page's last main-frame navigation since the start began
         self._listening = False
         self.frames = 0
@@ -102,6 +103,7 @@ class Screencast:
             raise SidekickError("A screencast starts once.")
         self.page.on("framenavigated", self._navigated)
         self._listening = True
+        self._started_at = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 await self.page.screencast.start(on_frame=self._frame, quality=QUALITY, size=FRAME_SIZE)  # type: ignore[arg-type]
@@ -118,10 +120,11 @@ class Screencast:
 
     @property
     def lost(self) -> bool:
-        """Whether Chromium seems to have dropped the cast: its page navigated since the start began
-        and no frame has come for :data:`LOST_SECONDS` since (a new document paints at once)."""
-        at = self._navigated_at
-        return at is not None and self._frame_at < at and time.monotonic() - at > LOST_SECONDS
+        """Whether Chromium seems to have dropped the cast: no frame has come for :data:`LOST_SECONDS`
+        since it started (a fresh cast sends the page as it is at once) or since its page's last
+        navigation (a new document paints at once)."""
+        since = self._started_at if self._navigated_at is None else self._navigated_at
+        return self.casting and self._frame_at < since and time.monotonic() - since > LOST_SECONDS
 
     def _frame(self, raw: ScreencastFrame) -> Awaitable[None] | None:
         if self.stopped:
@@ -210,7 +213,7 @@ class LiveView:
         if cast is not None and cast.page is page and not cast.stopped:
             if not cast.lost:
                 return
-            log.info("The live view of %s lost its screencast in a navigation; starting it again", page.url)
+            log.debug("The live view of %s sent no frame since its start or navigation; starting it again", page.url)
         self._cast = None
         if cast is not None:
             await cast.aclose()
