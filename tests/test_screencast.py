@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -266,11 +266,25 @@ async def test_a_view_started_while_its_page_navigates_gets_the_new_pages_frames
     no frame again, though the page repaints ten times a second. A tab opens the live view when a
     run starts, which is when the agent's first navigation is under way; the view must recover."""
     site.route("/ticking", TICKING)
+    await started_while_navigating(pool, site, lambda browser: browser.goto(site.url("/ticking")))
+
+
+async def test_a_view_started_while_a_click_navigates_gets_the_new_pages_frames(
+    pool: BrowserPool, site: LocalSite
+) -> None:
+    """The same when the page navigates by itself (a link the agent clicked)."""
+    site.route("/ticking", TICKING)
+    await started_while_navigating(pool, site, lambda browser: browser.page.goto(site.url("/ticking")))
+
+
+async def started_while_navigating(
+    pool: BrowserPool, site: LocalSite, navigate: Callable[[SessionBrowser], Awaitable[object]]
+) -> None:
     for delay_ms in range(0, 40, 2):  # the window is a few milliseconds wide, somewhere in here
         browser = await pool.new_session_browser()
         view = LiveView(browser, fps=10, lease=60)
         try:
-            going = asyncio.create_task(browser.goto(site.url("/ticking")))
+            going = asyncio.create_task(navigate(browser))
             await asyncio.sleep(delay_ms / 1000)
             await view.start()
             await going
@@ -278,7 +292,8 @@ async def test_a_view_started_while_its_page_navigates_gets_the_new_pages_frames
             def ticking(view: LiveView = view) -> bool:
                 return view.frame is not None and view.frame.url.endswith("/ticking")
 
-            await wait_until(ticking, timeout=10, what=f"a frame of the new page (cast started at {delay_ms} ms)")
+            # Within LOST_MAX_SECONDS and a start, or LOST_SECONDS after the navigation and a start.
+            await wait_until(ticking, timeout=15, what=f"a frame of the new page (cast started at {delay_ms} ms)")
         finally:
             await view.aclose()
             await browser.aclose()

@@ -9,8 +9,9 @@ nobody will see; after a still spell, two may come close together).
 :class:`LiveView` follows one :class:`~sidekick.browser.context.SessionBrowser`: when its current page
 changes (a popup, a new tab, a closed tab) the cast moves to the new page, and frames the old page
 sends meanwhile are dropped. Chromium drops a screencast started while a navigation swaps the page's
-renderer (it never sends a frame again), so a cast that has sent nothing for :data:`LOST_SECONDS`
-since it started or since its page's last navigation is started again. It ends itself when nobody
+renderer (it never sends a frame again), and a tab opens the view just as the agent's first
+navigation runs. So a cast that has sent nothing since a navigation during or just after its start
+(:data:`LOST_SECONDS`), or since its start (:data:`LOST_MAX_SECONDS`), is started again. It ends itself when nobody
 has asked for a frame for :data:`LEASE_SECONDS` (the tab closed, was hidden or stopped following a
 run) and when the browser closes (Reset, idle, the session's end).
 
@@ -60,10 +61,16 @@ REOPEN_SECONDS = 0.5
 """How soon a tab asking for a frame of a session without a view asks for one again."""
 WAIT_SECONDS = 1.0
 """The longest a stream waits for a frame before it renews the lease and waits again."""
-LOST_SECONDS = 0.5
-"""A cast that has sent no frame this long since its start or its page's last navigation is started
-again (Chromium drops a screencast started while a navigation swaps the page's renderer; a fresh
-cast sends the page as it is at once, and a new document paints at once)."""
+LOST_SECONDS = 1.0
+"""A cast that has sent no frame this long since a navigation that may have raced its start is
+started again (Chromium drops a screencast started while a navigation swaps the page's renderer; a
+new document paints at once)."""
+LOST_MAX_SECONDS = 8.0
+"""The wait for a frame from a cast silent since its start, and before a second start for silence:
+on a busy machine a first frame may simply be late, and starting casts again and again there
+only keeps them from sending it (and each start may race the agent's next navigation)."""
+RACE_SECONDS = 1.0
+"""A navigation this soon after a cast's start (or during it) may have raced it."""
 START_SECONDS = 5.0
 STOP_SECONDS = 2.0
 QUALITY = 70
@@ -92,7 +99,8 @@ class Screencast:
         self._last = 0.0
         self._frame_at = 0.0  # when the last frame came (monotonic)
         self._started_at = 0.0  # when the start began
-        self._navigated_at: float | None = None  # the page's last main-frame navigation since the start began
+        self._navigated_at: float | None = None  # the last main-frame navigation the start may have raced
+        self._cast_at = 0.0  # when the start ended
         self._listening = False
         self.frames = 0
         self.casting = False
@@ -112,19 +120,28 @@ class Screencast:
             # failed or was cut short must be stopped, or the page can never be cast again.
             await close_quietly(self.page.screencast.stop(), STOP_SECONDS, "Stopping a screencast that did not start")
             raise
+        self._cast_at = time.monotonic()
         self.casting = True
 
     def _navigated(self, frame: PageFrame) -> None:
-        if frame is self.page.main_frame:
-            self._navigated_at = time.monotonic()
+        # Only a navigation during the start or just after it can have raced it: a cast that was
+        # running before a navigation follows the page to its new renderer.
+        now = time.monotonic()
+        if frame is self.page.main_frame and (not self.casting or now - self._cast_at <= RACE_SECONDS):
+            self._navigated_at = now
 
-    @property
-    def lost(self) -> bool:
-        """Whether Chromium seems to have dropped the cast: no frame has come for :data:`LOST_SECONDS`
-        since it started (a fresh cast sends the page as it is at once) or since its page's last
-        navigation (a new document paints at once)."""
-        since = self._started_at if self._navigated_at is None else self._navigated_at
-        return self.casting and self._frame_at < since and time.monotonic() - since > LOST_SECONDS
+    def lost(self, patience: float = LOST_SECONDS) -> bool:
+        """Whether Chromium seems to have dropped the cast: no frame has come for ``patience`` s since
+        a navigation that may have raced its start (a new document paints at once), or for
+        :data:`LOST_MAX_SECONDS` since its start (a fresh cast sends the page as it is at once)."""
+        if not self.casting:
+            return False
+        now = time.monotonic()
+        if self._navigated_at is not None and self._frame_at < self._navigated_at:
+            return now - self._navigated_at > patience
+        # Silent since the start and no navigation seen: most likely just a busy machine, so only
+        # after a long wait (a navigation that committed just before the start can race it too).
+        return self._frame_at < self._started_at and now - self._started_at > LOST_MAX_SECONDS
 
     def _frame(self, raw: ScreencastFrame) -> Awaitable[None] | None:
         if self.stopped:
@@ -170,6 +187,7 @@ class LiveView:
         self.watched_at = time.monotonic()
         self.ended = False
         self.casts = 0  # pages cast so far (a popup or a tab switch starts another)
+        self._silent_restarts = 0  # casts started again for silence since the last frame came
 
     @property
     def browser(self) -> SessionBrowser:
@@ -211,8 +229,9 @@ class LiveView:
             return
         cast = self._cast
         if cast is not None and cast.page is page and not cast.stopped:
-            if not cast.lost:
+            if not cast.lost(LOST_MAX_SECONDS if self._silent_restarts else LOST_SECONDS):
                 return
+            self._silent_restarts += 1
             log.debug("The live view of %s sent no frame since its start or navigation; starting it again", page.url)
         self._cast = None
         if cast is not None:
@@ -231,6 +250,7 @@ class LiveView:
         if self.ended or self._current() is not page:  # the old page after a tab switch
             return False
         self._seq += 1
+        self._silent_restarts = 0
         self.frame = Frame(jpeg=jpeg, seq=self._seq, taken_at=taken_at, url=page.url)
         self._wake()
         return True
