@@ -254,27 +254,22 @@ async def test_views_end_when_unwatched_when_the_browser_closes_and_when_stopped
             await browser.aclose()
 
 
-TICKING = """<html><head><title>Ticking</title></head><body><h1 id='n'>0</h1><script>
-let n = 0; setInterval(() => { document.getElementById('n').textContent = ++n; }, 100);
-</script></body></html>"""
-
-
 async def test_a_view_started_while_its_page_navigates_gets_the_new_pages_frames(
     pool: BrowserPool, site: LocalSite
 ) -> None:
     """Chromium loses a screencast started while a navigation swaps the page's renderer: it sends
-    no frame again, though the page repaints ten times a second. A tab opens the live view when a
+    no frame again, though the page repaints all the time. A tab opens the live view when a
     run starts, which is when the agent's first navigation is under way; the view must recover."""
-    site.route("/ticking", TICKING)
-    await started_while_navigating(pool, site, lambda browser: browser.goto(site.url("/ticking")))
+    site.route("/animated", ANIMATED)
+    await started_while_navigating(pool, site, lambda browser: browser.goto(site.url("/animated")))
 
 
 async def test_a_view_started_while_a_click_navigates_gets_the_new_pages_frames(
     pool: BrowserPool, site: LocalSite
 ) -> None:
     """The same when the page navigates by itself (a link the agent clicked)."""
-    site.route("/ticking", TICKING)
-    await started_while_navigating(pool, site, lambda browser: browser.page.goto(site.url("/ticking")))
+    site.route("/animated", ANIMATED)
+    await started_while_navigating(pool, site, lambda browser: browser.page.goto(site.url("/animated")))
 
 
 async def started_while_navigating(
@@ -283,18 +278,19 @@ async def started_while_navigating(
     for delay_ms in range(0, 40, 2):  # the window is a few milliseconds wide, somewhere in here
         browser = await pool.new_session_browser()
         view = LiveView(browser, fps=10, lease=60)
+        going = asyncio.create_task(navigate(browser))
         try:
-            going = asyncio.create_task(navigate(browser))
             await asyncio.sleep(delay_ms / 1000)
             await view.start()
             await going
 
-            def ticking(view: LiveView = view) -> bool:
-                return view.frame is not None and view.frame.url.endswith("/ticking")
+            def animated(view: LiveView = view) -> bool:
+                return view.frame is not None and view.frame.url.endswith("/animated")
 
             # Within LOST_MAX_SECONDS and a start, or LOST_SECONDS after the navigation and a start.
-            await wait_until(ticking, timeout=15, what=f"a frame of the new page (cast started at {delay_ms} ms)")
+            await wait_until(animated, timeout=15, what=f"a frame of the new page (cast started at {delay_ms} ms)")
         finally:
+            going.cancel()
             await view.aclose()
             await browser.aclose()
 

@@ -98,10 +98,9 @@ class Screencast:
         self._gap = 1.0 / fps
         self._last = 0.0
         self._frame_at = 0.0  # when the last frame came (monotonic)
-        self._started_at = 0.0  # when the start began
+        self._started_at = 0.0  # when the start began (and the navigation listener was added)
         self._navigated_at: float | None = None  # the last main-frame navigation the start may have raced
         self._cast_at = 0.0  # when the start ended
-        self._listening = False
         self.frames = 0
         self.casting = False
         self.stopped = False
@@ -110,7 +109,6 @@ class Screencast:
         if self.stopped or self.casting:
             raise SidekickError("A screencast starts once.")
         self.page.on("framenavigated", self._navigated)
-        self._listening = True
         self._started_at = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
@@ -160,8 +158,7 @@ class Screencast:
         if self.stopped:
             return
         self.stopped = True
-        if self._listening:
-            self._listening = False
+        if self._started_at:
             self.page.remove_listener("framenavigated", self._navigated)
         if self.casting and not self.page.is_closed():
             await close_quietly(self.page.screencast.stop(), timeout, "Stopping a screencast")
