@@ -28,6 +28,7 @@ from tests.support.dashboard import (
     TOAST,
     DashboardServer,
     Tabs,
+    first_run,
     open_address,
     open_app,
     rerun,
@@ -202,8 +203,7 @@ async def test_a_reload_brings_the_conversation_back(page: Page, llm: FakeOpenAI
     assert "thread=" in url
 
     await page.reload(wait_until="domcontentloaded")
-    await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT_MS)  # counts from 0 again
-    await wait_idle(page)
+    await first_run(page, RUN_TIMEOUT_MS / 1000)
 
     assert page.url == url
     chat = page.locator("[data-testid='stChatMessage']")
@@ -318,7 +318,7 @@ async def live_views(page: Page, count: int) -> None:
         if f"live views {count}" in await caption.inner_text():
             return True
         await page.reload(wait_until="domcontentloaded")
-        await page.wait_for_function("window.__finishedRuns > 0", timeout=RUN_TIMEOUT_MS)
+        await first_run(page, RUN_TIMEOUT_MS / 1000)
         return False
 
     await wait_until(says, timeout=30, interval=0.5, what=f"live views {count}")
